@@ -1,0 +1,248 @@
+"""Structured configs: every value has a type (checked by OmegaConf) and a range (checked here).
+
+Each group member in `conf/<group>/<name>.yaml` starts from its schema (`defaults: [schema_<name>]`),
+so a misspelt key or a value of the wrong type fails at composition; `validate` then checks ranges
+and choices and raises `ConfigError` naming the key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from sgdexp.errors import ConfigError
+
+
+def ranged(default=MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, factory=None):
+    """A dataclass field with its allowed range or choices in the metadata."""
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices).items() if v is not None}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ----------------------------------------------------------------------------- top level
+@dataclass
+class TrainerConfig:
+    steps: int = ranged(1000, ge=1)
+    eval_every: int = ranged(100, ge=0)  # 0: evaluate at the end only
+    log_every: int = ranged(10, ge=1)
+    checkpoint_every: int = ranged(500, ge=0)  # 0: checkpoint at the end only
+    resume: bool = False  # continue from checkpoints/last.pt of this output directory if present
+    lr_schedule: str = ranged("constant", choices=("constant", "step", "cosine"))
+    lr_milestones: List[int] = ranged(factory=list, ge=1)  # `step` schedule; empty: 50% and 75% of steps
+    lr_gamma: float = ranged(0.1, gt=0.0, le=1.0)
+    warmup_steps: int = ranged(0, ge=0)
+    chunk_size: int = ranged(2048, ge=1)  # most samples per forward pass in full-batch work
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    seed: int = ranged(0, ge=0)
+    device: str = ranged("auto", choices=("auto", "cpu", "cuda"))
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    dataset: Any = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    noise: Any = MISSING
+    analysis: Dict[str, Any] = field(default_factory=dict)
+    task: Any = MISSING
+    logger: Any = MISSING
+
+
+# ----------------------------------------------------------------------------- dataset
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    root: str = "data"
+    download: bool = False
+    subset: Optional[int] = ranged(None, ge=1)  # keep the first n training samples
+
+
+@dataclass
+class DigitsConfig(DatasetConfig):
+    test_fraction: float = ranged(MISSING, gt=0.0, lt=1.0)
+    split_seed: int = ranged(MISSING, ge=0)
+
+
+@dataclass
+class GaussianMixtureConfig(DatasetConfig):
+    n_train: int = ranged(MISSING, ge=1)
+    n_test: int = ranged(MISSING, ge=1)
+    dim: int = ranged(MISSING, ge=1)
+    classes: int = ranged(MISSING, ge=2)
+    separation: float = ranged(MISSING, gt=0.0)
+    data_seed: int = ranged(MISSING, ge=0)
+
+
+@dataclass
+class TeacherStudentConfig(DatasetConfig):
+    n_train: int = ranged(MISSING, ge=1)
+    n_test: int = ranged(MISSING, ge=1)
+    dim: int = ranged(MISSING, ge=1)
+    teacher_width: int = ranged(MISSING, ge=1)
+    label_noise: float = ranged(MISSING, ge=0.0)
+    data_seed: int = ranged(MISSING, ge=0)
+
+
+# ----------------------------------------------------------------------------- model
+ACTIVATIONS = ("relu", "tanh", "gelu")
+NORMS = ("none", "batch", "group")
+
+
+@dataclass
+class MLPConfig:
+    name: str = MISSING
+    widths: List[int] = ranged(MISSING, ge=1)
+    activation: str = ranged(MISSING, choices=ACTIVATIONS)
+
+
+@dataclass
+class CNNConfig:
+    name: str = MISSING
+    channels: List[int] = ranged(MISSING, ge=1)
+    hidden: int = ranged(MISSING, ge=1)
+    activation: str = ranged(MISSING, choices=ACTIVATIONS)
+    norm: str = ranged(MISSING, choices=NORMS)
+
+
+@dataclass
+class ResNetConfig:
+    name: str = MISSING
+    depth: int = ranged(MISSING, ge=8)  # 6n + 2
+    width: int = ranged(MISSING, ge=1)
+    norm: str = ranged(MISSING, choices=NORMS)
+
+
+@dataclass
+class VGGConfig:
+    name: str = MISSING
+    channels: List[int] = ranged(MISSING, ge=1)
+    convs_per_stage: int = ranged(MISSING, ge=1)
+    hidden: int = ranged(MISSING, ge=1)
+    batch_norm: bool = MISSING
+
+
+@dataclass
+class LinearConfig:
+    name: str = MISSING
+    bias: bool = True
+
+
+# ----------------------------------------------------------------------------- optimizer
+@dataclass
+class SGDConfig:
+    name: str = MISSING
+    lr: float = ranged(MISSING, gt=0.0)
+    momentum: float = ranged(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = ranged(0.0, ge=0.0)
+    nesterov: bool = False
+
+
+@dataclass
+class AdamConfig:
+    name: str = MISSING
+    lr: float = ranged(MISSING, gt=0.0)
+    beta1: float = ranged(0.9, ge=0.0, lt=1.0)
+    beta2: float = ranged(0.999, ge=0.0, lt=1.0)
+    eps: float = ranged(1e-8, gt=0.0)
+    weight_decay: float = ranged(0.0, ge=0.0)
+
+
+# ----------------------------------------------------------------------------- noise
+@dataclass
+class NoiseConfig:
+    name: str = MISSING
+    batch_size: int = ranged(MISSING, ge=1)  # SGD's batch size B (the reference for matched noise)
+    sampler: str = ranged("epoch", choices=("epoch", "replacement"))
+
+
+# ----------------------------------------------------------------------------- task, logger
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+
+
+@dataclass
+class WandbConfig:
+    name: str = MISSING
+    mode: str = ranged("offline", choices=("offline", "online", "disabled"))
+    project: str = "sgdexp"
+    entity: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class NoLoggerConfig:
+    name: str = MISSING
+
+
+SCHEMAS: Dict[str, Dict[str, type]] = {
+    "dataset": {
+        "digits": DigitsConfig,
+        "vision": DatasetConfig,
+        "gaussian_mixture": GaussianMixtureConfig,
+        "teacher_student": TeacherStudentConfig,
+    },
+    "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
+    "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
+    "noise": {"noise": NoiseConfig},
+    "task": {"task": TaskConfig},
+    "logger": {"wandb": WandbConfig, "none": NoLoggerConfig},
+}
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore as `<group>/schema_<name>`."""
+    cs = ConfigStore.instance()
+    cs.store(name="schema_config", node=Config)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            cs.store(group=group, name=f"schema_{name}", node=node)
+
+
+# ----------------------------------------------------------------------------- validation
+def _check(key: str, value, meta: dict) -> None:
+    if value is None or not meta:
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check(f"{key}[{i}]", item, meta)
+        return
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(key, value, f"one of {', '.join(map(str, meta['choices']))}")
+    bad = isinstance(value, float) and math.isnan(value)
+    bounds = []
+    for name, ok, text in (
+        ("ge", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("le", lambda v, b: v <= b, "<="),
+        ("lt", lambda v, b: v < b, "<"),
+    ):
+        if name in meta:
+            bounds.append(f"{text} {meta[name]}")
+            bad = bad or not ok(value, meta[name])
+    if bad:
+        raise ConfigError(key, value, f"must be {' and '.join(bounds)}")
+
+
+def _walk(obj, prefix: str) -> None:
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            key = f"{prefix}{f.name}"
+            _check(key, value, dict(f.metadata))
+            _walk(value, key + ".")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _walk(v, f"{prefix}{k}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every range and choice in the composed config; raise ConfigError on the first bad value."""
+    _walk(OmegaConf.to_object(cfg), "")

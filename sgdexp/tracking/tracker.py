@@ -1,0 +1,31 @@
+"""One object the tasks log through: the local store always, W&B when `logger=wandb`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from sgdexp.tracking.store import MetricsStore, jsonable
+from sgdexp.tracking.wandb_run import WandbRun
+
+
+class Tracker:
+    def __init__(self, cfg: DictConfig, out_dir: Path, group: Optional[str] = None, resume_step: Optional[int] = None):
+        self.store = MetricsStore(out_dir)
+        self.store.open(resume_step)
+        self.wandb = None
+        if cfg.logger.name == "wandb" and cfg.logger.mode != "disabled":
+            config = OmegaConf.to_container(cfg, resolve=True)
+            self.wandb = WandbRun(cfg.logger, config, out_dir, group, resume=resume_step is not None)
+
+    def log(self, row: Dict[str, Any]) -> None:
+        self.store.log(row)
+        if self.wandb is not None:
+            self.wandb.log(jsonable(row), step=row["step"])
+
+    def finish(self, summary: Dict[str, Any]) -> None:
+        self.store.write_summary(summary)
+        self.store.close()
+        if self.wandb is not None:
+            self.wandb.finish(jsonable(summary))
