@@ -11,8 +11,7 @@ setup: $(STAMP)
 # Re-installs when pyproject.toml changes. pip picks torch/torchvision from the machine's local wheels.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install --quiet -e '.[dev,bench]' 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install --quiet -e '.[dev,bench]' > $(VENV)/pip.log 2>&1 || (cat $(VENV)/pip.log; exit 1)
 	$(PY) -c "import sgdexp, torch, hydra, wandb"
 	touch $(STAMP)
 

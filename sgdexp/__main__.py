@@ -1,11 +1,28 @@
 """`python -m sgdexp [overrides]`: compose the config with Hydra and run the chosen task."""
+import re
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 from sgdexp.app import run
 from sgdexp.config import register_configs
 
-register_configs()
+CONF = Path(__file__).parent / "conf"
+
+
+def check_group_choices(argv) -> None:
+    """`model=foo` with no conf/model/foo.yaml: one line naming the choices (Hydra prints a screenful)."""
+    for arg in argv:
+        match = re.fullmatch(r"([a-z_]+)=([\w,.-]+)", arg)
+        if not match or not (CONF / match[1]).is_dir() or match[1] == "hydra":
+            continue
+        group, values = match[1], match[2].split(",")
+        known = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+        for value in values:
+            if value not in known and value != "null":
+                sys.exit(f"sgdexp: error: {group}={value!r} is not allowed: one of {', '.join(known)}")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -13,5 +30,11 @@ def main(cfg: DictConfig) -> float:
     return run(cfg)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    check_group_choices(sys.argv[1:])
+    register_configs()
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,8 +1,9 @@
 """Structured configs: every value has a type (checked by OmegaConf) and a range (checked here).
 
-Each group member in `conf/<group>/<name>.yaml` starts from its schema (`defaults: [schema_<name>]`),
-so a misspelt key or a value of the wrong type fails at composition; `validate` then checks ranges
-and choices and raises `ConfigError` naming the key, the value and what is allowed.
+Each group member in `conf/<group>/<name>.yaml` starts from its schema
+(`defaults: [/schema/<group>/<schema>@_here_]`), so a misspelt key or a value of the wrong type
+fails at composition; `validate` then checks ranges and choices and raises `ConfigError` naming
+the key, the value and what is allowed.
 """
 from __future__ import annotations
 
@@ -198,12 +199,12 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
 
 
 def register_configs() -> None:
-    """Put the schemas in Hydra's ConfigStore as `<group>/schema_<name>`."""
+    """Put the schemas in Hydra's ConfigStore as `schema/<group>/<name>` (members extend them)."""
     cs = ConfigStore.instance()
     cs.store(name="schema_config", node=Config)
     for group, schemas in SCHEMAS.items():
         for name, node in schemas.items():
-            cs.store(group=group, name=f"schema_{name}", node=node)
+            cs.store(group=f"schema/{group}", name=name, node=node)
 
 
 # ----------------------------------------------------------------------------- validation

@@ -99,7 +99,7 @@ def _loop(cfg, setup: Setup, tracker: Tracker, out_dir: Path, start: int, wall_b
     trainer = cfg.trainer
     steps = trainer.steps
     lr_factor = lr_factor_fn(trainer)
-    base_lrs = [g["lr"] for g in setup.optimizer.param_groups]
+    base_lr = cfg.optimizer.lr  # not the param groups' lr: a resumed optimizer holds the scheduled one
     constant_lr = trainer.lr_schedule == "constant" and trainer.warmup_steps == 0
     window: List[torch.Tensor] = []  # batch losses since the last log: checked for NaN/inf there
     bar = tqdm(total=steps, initial=start, disable=not trainer.progress, mininterval=1.0, dynamic_ncols=True,
@@ -111,8 +111,8 @@ def _loop(cfg, setup: Setup, tracker: Tracker, out_dir: Path, start: int, wall_b
         for step in range(start + 1, steps + 1):
             if not constant_lr:
                 factor = lr_factor(step - 1)
-                for group, base in zip(optimizer.param_groups, base_lrs):
-                    group["lr"] = base * factor
+                for group in optimizer.param_groups:
+                    group["lr"] = base_lr * factor
             window.append(noise.apply(step))
             optimizer.step()
 
@@ -131,7 +131,7 @@ def _loop(cfg, setup: Setup, tracker: Tracker, out_dir: Path, start: int, wall_b
                 tracker.log({"step": bad, "diverged": 1})
                 return "diverged", bad
             row: Dict[str, Any] = {"step": step, "train/batch_loss": float(losses.mean()),
-                                   "lr": base_lrs[0] * factor, **noise.metrics()}
+                                   "lr": base_lr * factor, **noise.metrics()}
             if eval_due:
                 last_eval.clear()
                 last_eval.update(_evaluate(setup))

@@ -29,6 +29,7 @@ class WandbRun:
             project=cfg.project, entity=cfg.entity, group=group, tags=list(cfg.tags), mode=cfg.mode,
             name=out_dir.name if group is None else f"{group}/{out_dir.name}",
             config=config, dir=str(out_dir), id=run_id, resume="allow", reinit="finish_previous",
+            settings=wandb.Settings(quiet=True),
         )
 
     def _call(self, what: str, fn, *args, **kwargs):

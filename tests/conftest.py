@@ -1,0 +1,49 @@
+"""Shared test helpers: compose the real config, run the real task in a temporary directory."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from sgdexp.config import register_configs
+
+register_configs()
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+CONF = Path(__file__).resolve().parents[1] / "sgdexp" / "conf"
+# Small, fast defaults for tests: CPU, no W&B, no progress bar.
+FAST = ["device=cpu", "logger=none", "trainer.progress=false"]
+
+
+def make_cfg(overrides: Optional[List[str]] = None, fast: bool = True) -> DictConfig:
+    with initialize_config_module("sgdexp.conf", version_base="1.3"):
+        return compose("config", overrides=(FAST if fast else []) + list(overrides or []))
+
+
+def train_run(out_dir: Path, overrides: Optional[List[str]] = None) -> dict:
+    """Run the train task in-process; return the parsed summary.json."""
+    from sgdexp.tasks import run_task
+
+    run_task(make_cfg(overrides), Path(out_dir))
+    return json.loads((Path(out_dir) / "summary.json").read_text())
+
+
+def cli(args: List[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m sgdexp <args>` in a subprocess, as a user runs it."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "sgdexp", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def tmp_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

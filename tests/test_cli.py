@@ -1,0 +1,48 @@
+"""The command line as users run it: clear one-line errors, and a joblib multirun."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import cli
+
+BAD = [
+    (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
+    (["optimizer.momentum=1.5"], "optimizer.momentum=1.5"),
+    (["noise.batch_size=0"], "noise.batch_size=0"),
+    (["noise.batch_size=100000"], "noise.batch_size=100000"),
+    (["dataset.subset=99999"], "dataset.subset=99999"),
+    (["model=transformer"], "model='transformer'"),
+    (["dataset=imagenet"], "dataset='imagenet'"),
+    (["dataset=cifar10", "dataset.root=nowhere"], "cifar-10-batches-py/data_batch_1"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[a[0] for a, _ in BAD])
+def test_bad_input_is_one_line_and_writes_no_run(tmp_cwd, args, needle):
+    proc = cli(args + ["logger=none", "device=cpu"], cwd=tmp_cwd)
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("sgdexp: error: ") and needle in lines[0], proc.stderr
+    assert "allowed" in lines[0] or "download=true" in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not list(tmp_cwd.rglob("summary.json")) and not list(tmp_cwd.rglob("metrics.jsonl"))
+
+
+def test_joblib_multirun_two_jobs_wandb_offline(tmp_cwd):
+    proc = cli(["-m", "optimizer.lr=0.05,0.1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                "hydra.sweep.dir=sweep", "trainer.steps=40", "trainer.eval_every=20", "trainer.progress=false",
+                "logger=wandb", "device=cpu"], cwd=tmp_cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((tmp_cwd / "sweep").glob("[0-9]"))
+    assert len(jobs) == 2
+    lrs = set()
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["status"] == "completed"
+        assert len(list((job / "wandb").glob("offline-run-*"))) == 1
+        lrs.add(json.loads((job / "metrics.jsonl").read_text().splitlines()[1])["lr"])
+    assert lrs == {0.05, 0.1}
+    assert not (tmp_cwd / "wandb").exists() and not (tmp_cwd / "outputs").exists()
+    assert len({(job / "wandb_run_id").read_text() for job in jobs}) == 2

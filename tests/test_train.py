@@ -1,0 +1,167 @@
+"""The training task: deterministic, resumable, stops cleanly when it diverges, logs everywhere."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_cfg, train_run
+from sgdexp.tasks import run_task
+from sgdexp.tasks import train as train_module
+from sgdexp.tracking import read_metrics
+
+SHORT = ["trainer.steps=60", "trainer.eval_every=20", "trainer.log_every=10", "trainer.checkpoint_every=30"]
+
+
+def metrics(out_dir: Path):
+    return read_metrics(Path(out_dir) / "metrics.jsonl")
+
+
+def test_default_study_learns_digits(tmp_path):
+    summary = train_run(tmp_path, ["trainer.steps=300", "trainer.eval_every=100"])
+    assert summary["status"] == "completed" and summary["step"] == 300
+    assert summary["test/accuracy"] >= 0.9
+    rows = metrics(tmp_path)
+    assert rows[0]["step"] == 0 and "test/loss" in rows[0]
+    assert [r["step"] for r in rows if "test/loss" in r] == [0, 100, 200, 300]
+    assert (tmp_path / "checkpoints" / "last.pt").exists()
+    assert set(summary) >= {"status", "train/loss", "train/accuracy", "test/loss", "test/accuracy", "wall_time_s", "steps"}
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path):
+    runs = [metrics(tmp_path / name) for name in ("a", "b", "c") if
+            train_run(tmp_path / name, SHORT + (["seed=1"] if name == "c" else []))]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+@pytest.mark.parametrize("noise", ["noise=sgd", "noise=gd", "noise.sampler=replacement"])
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch, noise):
+    overrides = SHORT + [noise, "optimizer.momentum=0.9", "trainer.lr_schedule=cosine"]
+    train_run(tmp_path / "full", overrides)
+
+    # Kill the second run after step 45: its last checkpoint is step 30, rows up to 40 are logged.
+    def dying_checkpoint(out_dir, setup, cfg, step, wall):
+        if step > 30:
+            raise KeyboardInterrupt("killed")
+        real_checkpoint(out_dir, setup, cfg, step, wall)
+
+    real_checkpoint = train_module._checkpoint
+    monkeypatch.setattr(train_module, "_checkpoint", dying_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(tmp_path / "killed", overrides)
+    assert json.loads((tmp_path / "killed" / "summary.json").read_text())["status"] == "interrupted"
+    assert max(r["step"] for r in metrics(tmp_path / "killed")) == 60  # logged past the checkpoint
+    monkeypatch.setattr(train_module, "_checkpoint", real_checkpoint)
+
+    summary = train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
+    assert summary["status"] == "completed"
+    assert metrics(tmp_path / "killed") == metrics(tmp_path / "full")
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "checkpoints" / "last.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_resume_without_checkpoint_starts_fresh(tmp_path):
+    summary = train_run(tmp_path, SHORT + ["trainer.resume=true"])
+    assert summary["status"] == "completed" and metrics(tmp_path)[0]["step"] == 0
+
+
+def test_divergence_stops_cleanly_and_keeps_measurements(tmp_path):
+    summary = train_run(tmp_path, SHORT + ["optimizer.lr=1e6", "trainer.steps=200"])
+    assert summary["status"] == "diverged"
+    assert 0 < summary["diverged_step"] < 200
+    rows = metrics(tmp_path)
+    assert rows[0]["step"] == 0 and rows[0]["test/loss"] > 0  # the measurement before divergence is kept
+    assert rows[-1] == {"step": summary["diverged_step"], "diverged": 1}
+    assert summary["test/loss"] == rows[0]["test/loss"] or summary["test/loss"] is not None
+
+
+def test_step_and_cosine_schedules(tmp_path):
+    train_run(tmp_path / "step", SHORT + ["trainer.lr_schedule=step", "trainer.lr_milestones=[20,40]"])
+    lrs = {r["step"]: r["lr"] for r in metrics(tmp_path / "step") if "lr" in r}
+    assert lrs[10] == pytest.approx(0.1) and lrs[30] == pytest.approx(0.01) and lrs[50] == pytest.approx(0.001)
+    train_run(tmp_path / "cos", SHORT + ["trainer.lr_schedule=cosine", "trainer.warmup_steps=10"])
+    lrs = {r["step"]: r["lr"] for r in metrics(tmp_path / "cos") if "lr" in r}
+    assert lrs[10] == pytest.approx(0.1)  # the last warm-up update
+    assert lrs[20] == pytest.approx(0.1 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * 9 / 50)).item()))
+    assert lrs[60] < 0.002
+
+
+def test_regression_dataset_and_other_models_train(tmp_path):
+    s = train_run(tmp_path / "ts", SHORT + ["dataset=teacher_student", "model=linear"])
+    assert s["status"] == "completed" and "test/accuracy" not in s and s["test/loss"] < 1.0
+    s = train_run(tmp_path / "cnn", SHORT + ["model=cnn", "optimizer=adam"])
+    assert s["status"] == "completed" and s["test/accuracy"] > 0.5
+
+
+def test_gd_is_full_batch(tmp_path):
+    summary = train_run(tmp_path, SHORT + ["noise=gd"])
+    rows = [r for r in metrics(tmp_path) if "train/batch_loss" in r and "train/loss" in r]
+    # GD's step loss is the full training loss at the weights before the step: it decreases monotonically
+    batch = [r["train/batch_loss"] for r in metrics(tmp_path) if "train/batch_loss" in r]
+    assert all(b1 > b2 for b1, b2 in zip(batch, batch[1:]))
+    assert summary["status"] == "completed" and rows
+
+
+def test_wandb_offline_run_lives_in_output_dir(tmp_path, tmp_cwd):
+    out = tmp_path / "run"
+    from sgdexp.tasks import run_task
+
+    run_task(make_cfg(SHORT + ["logger=wandb", "logger.mode=offline"]), out, group="sweep-x")
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and not (tmp_cwd / "wandb").exists()
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+
+
+def test_wandb_failure_never_kills_a_run(tmp_path, monkeypatch, caplog):
+    import wandb
+
+    def broken_init(*args, **kwargs):
+        raise RuntimeError("no service")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    summary = train_run(tmp_path, SHORT + ["logger=wandb"])
+    assert summary["status"] == "completed"
+    assert sum("W&B init failed" in r.message for r in caplog.records) == 1
+
+
+def test_batch_larger_than_dataset_writes_nothing(tmp_path):
+    from sgdexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="noise.batch_size=100"):
+        run_task(make_cfg(SHORT + ["dataset.subset=50", "noise.batch_size=100"]), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_wandb_gets_resolved_config_group_scalars_and_status(tmp_path, monkeypatch):
+    import wandb
+
+    calls = {}
+
+    class FakeRun:
+        summary: dict = {}
+
+        def log(self, row, step):
+            calls.setdefault("log", []).append((step, row))
+
+        def finish(self, exit_code=0):
+            calls["exit_code"] = exit_code
+
+    def fake_init(**kwargs):
+        calls["init"] = kwargs
+        FakeRun.summary = {}
+        return FakeRun()
+
+    monkeypatch.setattr(wandb, "init", fake_init)
+    run_task(make_cfg(SHORT + ["logger=wandb"]), tmp_path, group="2026-01-01_00-00-00")
+    init = calls["init"]
+    assert init["group"] == "2026-01-01_00-00-00" and init["dir"] == str(tmp_path) and init["mode"] == "offline"
+    assert init["config"]["optimizer"]["lr"] == 0.1 and isinstance(init["config"], dict)
+    logged = dict(calls["log"])
+    local = {r["step"]: r for r in metrics(tmp_path)}
+    assert set(logged) == set(local) and logged[60]["test/loss"] == local[60]["test/loss"]
+    assert "step" not in logged[60]
+    assert FakeRun.summary["status"] == "completed" and calls["exit_code"] == 0
