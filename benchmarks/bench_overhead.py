@@ -2,7 +2,7 @@
 
     python benchmarks/bench_overhead.py [--steps 3000] [--repeats 5] [overrides ...]
 
-Both run in this process, interleaved, analyses off and `logger=none`; the ratio of medians is
+Both run in this process, interleaved, analyses off and `logger=none`; the ratio of the fastest repeats is
 printed (target: <= 1.05). sgdexp's time is the train loop as `summary.json` reports it (evaluation
 at step 0 and at the end, metrics every `log_every` steps, a checkpoint at the end); the bare loop
 evaluates once at the end.
@@ -75,12 +75,14 @@ def main() -> None:
     for _ in range(args.repeats):
         ours.append(sgdexp_loop(cfg))
         bare.append(bare_loop(cfg))
-    m_ours, m_bare = statistics.median(ours), statistics.median(bare)
+    # The minimum over interleaved repeats is the least disturbed by other load on the machine (timeit's rule).
+    m_ours, m_bare = min(ours), min(bare)
     print(f"model={cfg.model.name} dataset={cfg.dataset.name} batch={cfg.noise.batch_size} steps={args.steps} "
           f"threads={torch.get_num_threads()} repeats={args.repeats}")
     print(f"bare PyTorch loop : {m_bare:.3f} s  ({1e6 * m_bare / args.steps:.0f} us/step)")
     print(f"sgdexp train task : {m_ours:.3f} s  ({1e6 * m_ours / args.steps:.0f} us/step)")
-    print(f"overhead ratio    : {m_ours / m_bare:.3f}  (target <= 1.05)")
+    print(f"overhead ratio    : {m_ours / m_bare:.3f}  (min over repeats; target <= 1.05)")
+    print(f"median ratio      : {statistics.median(ours) / statistics.median(bare):.3f}")
 
 
 if __name__ == "__main__":
