@@ -18,9 +18,13 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from sgdexp.errors import ConfigError
 
 
-def ranged(default=MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, factory=None):
-    """A dataclass field with its allowed range or choices in the metadata."""
-    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices).items() if v is not None}
+def ranged(default=MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, or_words=None, factory=None):
+    """A dataclass field with its allowed range or choices in the metadata.
+
+    `or_words`: words allowed besides numbers in the range (e.g. `sigma: matched`).
+    """
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, or_words=or_words).items()
+            if v is not None}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -163,6 +167,27 @@ class NoiseConfig:
     sampler: str = ranged("epoch", choices=("epoch", "replacement"))
 
 
+@dataclass
+class InjectedNoiseConfig(NoiseConfig):
+    """GD plus injected noise: θ ← θ − η(∇L + σ ζ_t)."""
+
+    sigma: Any = ranged("matched", ge=0.0, or_words=("matched",))  # a number, or matched to SGD's tr(C)/B
+    match_every: int = ranged(100, ge=1)  # steps between re-estimates of the matched σ
+    record_coords: int = ranged(16, ge=1)  # coordinates of ζ recorded for the mode's own statistics
+    record_steps: int = ranged(1024, ge=64)  # length of that record before it is summarised
+
+
+@dataclass
+class FBMNoiseConfig(InjectedNoiseConfig):
+    hurst: float = ranged(MISSING, gt=0.0, lt=1.0)
+    n_factors: int = ranged(16, ge=1, le=32)  # Markov factors of the streaming fGn approximation
+
+
+@dataclass
+class LevyNoiseConfig(InjectedNoiseConfig):
+    alpha: float = ranged(MISSING, gt=0.0, le=2.0)
+
+
 # ----------------------------------------------------------------------------- task, logger
 @dataclass
 class TaskConfig:
@@ -192,7 +217,7 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
     },
     "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
-    "noise": {"noise": NoiseConfig},
+    "noise": {"noise": NoiseConfig, "injected": InjectedNoiseConfig, "fbm": FBMNoiseConfig, "levy": LevyNoiseConfig},
     "task": {"task": TaskConfig},
     "logger": {"wandb": WandbConfig, "none": NoLoggerConfig},
 }
@@ -217,6 +242,12 @@ def _check(key: str, value, meta: dict) -> None:
         return
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(key, value, f"one of {', '.join(map(str, meta['choices']))}")
+    if "or_words" in meta:
+        if value in meta["or_words"]:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            words = " or ".join(meta["or_words"])
+            raise ConfigError(key, value, f"a number or {words}")
     bad = isinstance(value, float) and math.isnan(value)
     bounds = []
     for name, ok, text in (

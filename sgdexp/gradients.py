@@ -1,16 +1,24 @@
-"""The one gradient source: minibatch, full-batch and evaluation passes over data held as tensors.
+"""The one gradient source: minibatch, full-batch, weighted, per-sample and evaluation passes.
 
 Noise modes and analyses ask it for gradients; nobody else runs the model on training data.
+
+Per-sample gradients use `torch.func` (vmap over grad of a functional_call), chunked so that a chunk
+of per-sample gradients holds at most `PER_SAMPLE_BUDGET` numbers. They are taken in eval mode:
+BatchNorm then normalises with its running statistics, so each sample's gradient depends on that
+sample alone (in train mode a "per-sample" gradient through batch statistics is not one).
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Iterator, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, grad, vmap
 
 from sgdexp.data import Dataset
+
+PER_SAMPLE_BUDGET = 1 << 26  # numbers per chunk of per-sample gradients (256 MB in float32)
 
 
 class GradientSource:
@@ -18,7 +26,10 @@ class GradientSource:
         self.model, self.data, self.chunk_size = model, data, chunk_size
         self.classification = data.task == "classification"
         self.loss_fn = F.cross_entropy if self.classification else F.mse_loss
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.named_params = {k: p for k, p in model.named_parameters() if p.requires_grad}
+        self.params = list(self.named_params.values())
+        self.numels = [p.numel() for p in self.params]
+        self.dim = sum(self.numels)
 
     @property
     def n_train(self) -> int:
@@ -45,6 +56,72 @@ class GradientSource:
             loss.backward()
             total += loss.detach()
         return total
+
+    def per_sample_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.classification:
+            return F.cross_entropy(out, y, reduction="none")
+        return F.mse_loss(out, y, reduction="none").flatten(1).mean(dim=1)
+
+    def backward_weighted(self, weights: torch.Tensor) -> torch.Tensor:
+        """Write ∇ Σ_i w_i ℓ_i(θ) over the training set into `.grad` (chunked); return L(θ).
+
+        One forward and one backward pass: the gradient of any fixed linear combination of
+        per-sample losses, e.g. ∇L plus exact SGD-covariance noise (see `noise.modes`).
+        """
+        self._zero_grad()
+        n, total = self.n_train, torch.zeros((), device=weights.device)
+        for start in range(0, n, self.chunk_size):
+            x, y = self.data.x_train[start : start + self.chunk_size], self.data.y_train[start : start + self.chunk_size]
+            losses = self.per_sample_loss(self.model(x), y)
+            (losses * weights[start : start + len(x)]).sum().backward()
+            total += losses.detach().sum() / n
+        return total
+
+    # ------------------------------------------------------------------ flat gradient vectors
+    def flat_grad(self) -> torch.Tensor:
+        """The current `.grad` of every parameter as one vector of length `dim`."""
+        return torch.cat([p.grad.reshape(-1) for p in self.params])
+
+    def add_to_grad(self, vector: torch.Tensor, alpha: float = 1.0) -> None:
+        """`.grad += alpha * vector`, the flat vector split over the parameters."""
+        for p, part in zip(self.params, vector.split(self.numels)):
+            p.grad.add_(part.view_as(p), alpha=alpha)
+
+    # ------------------------------------------------------------------ per-sample gradients
+    def per_sample_grads(self, indices: Optional[torch.Tensor] = None, chunk: Optional[int] = None
+                         ) -> Iterator[torch.Tensor]:
+        """Yield per-sample gradients of the training samples `indices` (default: all) as
+        (chunk, dim) blocks, in order, in eval mode (see the module docstring)."""
+        if indices is None:
+            indices = torch.arange(self.n_train, device=self.data.x_train.device)
+        chunk = chunk or max(1, min(self.chunk_size, PER_SAMPLE_BUDGET // self.dim))
+        params = {k: p.detach() for k, p in self.named_params.items()}
+        buffers = dict(self.model.named_buffers())
+
+        def loss_one(params, x, y):
+            out = functional_call(self.model, (params, buffers), (x.unsqueeze(0),))
+            return self.per_sample_loss(out, y.unsqueeze(0)).squeeze(0)
+
+        per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(indices), chunk):
+                idx = indices[start : start + chunk]
+                grads = per_sample(params, self.data.x_train[idx], self.data.y_train[idx])
+                yield torch.cat([grads[k].reshape(len(idx), -1) for k in self.named_params], dim=1)
+        finally:
+            self.model.train(was_training)
+
+    def noise_trace(self) -> torch.Tensor:
+        """tr C(θ) = 1/N Σ_i |∇ℓ_i − ∇L|², exactly, from per-sample gradients (float64 sums)."""
+        sq, total = 0.0, torch.zeros(self.dim, dtype=torch.float64, device=self.data.x_train.device)
+        for g in self.per_sample_grads():
+            g = g.double()
+            sq = sq + g.square().sum()
+            total += g.sum(dim=0)
+        n = self.n_train
+        return sq / n - (total / n).square().sum()
 
     @torch.no_grad()
     def evaluate(self, split: str) -> Dict[str, float]:

@@ -1,13 +1,18 @@
 """Noise modes: each decides the gradient signal of a step and writes it into `.grad`.
 
 `torch.optim` then takes the step, so momentum, weight decay and schedules work with every mode.
+The injected modes write ∇L + σ ζ_t; with `sigma: matched`, σ is re-estimated every `match_every`
+steps so that the injected power E|σζ|² equals SGD's tr(C)/B at the current weights.
 """
 from __future__ import annotations
 
-from typing import Dict
+import math
+from typing import Dict, Optional
 
 import torch
 from omegaconf import DictConfig
+
+from sgdexp.noise.generators import AntiCorrelatedNoise, NoiseSource, StreamingFGN, WhiteNoise, symmetric_alpha_stable
 
 from sgdexp.data import make_sampler
 from sgdexp.gradients import GradientSource
@@ -23,7 +28,11 @@ class NoiseMode:
     def __init__(self, cfg: DictConfig, source: GradientSource, seed: int, device: torch.device):
         self.cfg, self.source, self.device = cfg, source, device
 
-    def apply(self, step: int) -> torch.Tensor:
+    def apply(self, step: int, measure: bool = False) -> torch.Tensor:
+        """Write step `step`'s gradient signal into `.grad`; return the loss it was computed on.
+
+        `measure`: the step will be logged, so the mode should have its `metrics()` ready.
+        """
         raise NotImplementedError
 
     def metrics(self) -> Dict[str, float]:
@@ -45,7 +54,7 @@ class MinibatchSGD(NoiseMode):
         super().__init__(cfg, source, seed, device)
         self.sampler = make_sampler(cfg.sampler, source.n_train, cfg.batch_size, derive_seed(seed, "sampler"), device)
 
-    def apply(self, step: int) -> torch.Tensor:
+    def apply(self, step: int, measure: bool = False) -> torch.Tensor:
         return self.source.backward_batch(self.sampler.next())
 
     def metrics(self) -> Dict[str, float]:
@@ -63,8 +72,164 @@ class MinibatchSGD(NoiseMode):
 class FullBatchGD(NoiseMode):
     """∇L(θ) on the whole training set: no noise."""
 
-    def apply(self, step: int) -> torch.Tensor:
+    def apply(self, step: int, measure: bool = False) -> torch.Tensor:
         return self.source.backward_full()
+
+
+class InjectedNoise(NoiseMode):
+    """∇L(θ) + σ ζ_t with ζ_t from a stateful generator (`make_zeta`), one value per parameter.
+
+    The first `record_coords` coordinates of ζ are recorded over windows of `record_steps` steps;
+    when a window is full, `summarise` turns it into the mode's own statistics (e.g. the Hurst
+    exponent for fGn), logged with the injected noise's norm and σ.
+    """
+
+    zeta_variance = 1.0  # per-coordinate variance of ζ, for the matched σ
+
+    def __init__(self, cfg, source, seed, device):
+        super().__init__(cfg, source, seed, device)
+        self.generator = torch.Generator(device=device).manual_seed(derive_seed(seed, "noise"))
+        self.zeta = self.make_zeta(source.dim)
+        self.matched = cfg.sigma == "matched"
+        self.sigma: Optional[float] = None if self.matched else float(cfg.sigma)
+        k = min(cfg.record_coords, source.dim)
+        self.record = torch.zeros(cfg.record_steps, k, device=device)
+        self.recorded = 0
+        self.stats: Dict[str, float] = {}
+        self.noise_norm = torch.zeros((), device=device)
+
+    def make_zeta(self, dim: int) -> NoiseSource:
+        return WhiteNoise(dim, generator=self.generator, device=self.device)
+
+    def summarise(self, record: torch.Tensor) -> Dict[str, float]:
+        """Statistics of a full window of recorded ζ (steps × coordinates)."""
+        from sgdexp.stats import autocorrelation
+
+        return {"noise/lag1_autocorrelation": float(autocorrelation(record, 1, dim=0)[1].mean())}
+
+    def matched_sigma(self) -> float:
+        """σ with σ² · d · Var(ζ_i) = tr(C)/B: the same total noise power as SGD at batch size B."""
+        trace = float(self.source.noise_trace())
+        return math.sqrt(trace / (self.cfg.batch_size * self.source.dim * self.zeta_variance))
+
+    def apply(self, step: int, measure: bool = False) -> torch.Tensor:
+        loss = self.source.backward_full()
+        if self.matched and (self.sigma is None or (step - 1) % self.cfg.match_every == 0):
+            self.sigma = self.matched_sigma()
+        zeta = self.zeta.sample()
+        self.source.add_to_grad(zeta, alpha=self.sigma)
+        self._record(zeta)
+        if measure:
+            self.noise_norm = self.sigma * zeta.norm()
+        return loss
+
+    def _record(self, zeta: torch.Tensor) -> None:
+        self.record[self.recorded % len(self.record)] = zeta[: self.record.shape[1]]
+        self.recorded += 1
+        if self.recorded % len(self.record) == 0:
+            self.stats = self.summarise(self.record)
+
+    def metrics(self) -> Dict[str, float]:
+        return {"noise/sigma": self.sigma, "noise/norm": float(self.noise_norm), **self.stats}
+
+    def state_dict(self) -> Dict:
+        return {"generator": self.generator.get_state(), "zeta": self.zeta.state_dict(), "sigma": self.sigma,
+                "record": self.record.cpu(), "recorded": self.recorded, "stats": dict(self.stats)}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.zeta.load_state_dict(state["zeta"])
+        self.sigma, self.recorded, self.stats = state["sigma"], state["recorded"], dict(state["stats"])
+        self.record.copy_(state["record"])
+
+
+@MODES.register("gd_white")
+class WhiteNoiseGD(InjectedNoise):
+    """ζ_t i.i.d. N(0, I)."""
+
+
+@MODES.register("gd_anticorrelated")
+class AntiCorrelatedGD(InjectedNoise):
+    """ζ_t = w_t − w_{t−1}, w i.i.d. N(0, I): variance 2 per coordinate, lag-1 correlation −1/2."""
+
+    zeta_variance = 2.0
+
+    def make_zeta(self, dim: int) -> NoiseSource:
+        return AntiCorrelatedNoise(dim, generator=self.generator, device=self.device)
+
+
+@MODES.register("gd_fbm")
+class FractionalGD(InjectedNoise):
+    """ζ_t fractional Gaussian noise of Hurst exponent `noise.hurst`, unit variance per coordinate."""
+
+    def make_zeta(self, dim: int) -> NoiseSource:
+        return StreamingFGN(self.cfg.hurst, dim, generator=self.generator, device=self.device,
+                            n_factors=self.cfg.n_factors)
+
+    def summarise(self, record: torch.Tensor) -> Dict[str, float]:
+        from sgdexp.stats import hurst_exponent
+
+        return {**super().summarise(record), "noise/hurst": float(hurst_exponent(record, dim=0).mean())}
+
+
+class StableNoise(NoiseSource):
+    """I.i.d. SαS steps of unit scale (stateless apart from the caller's generator)."""
+
+    def __init__(self, alpha: float, size, generator=None, dtype=torch.float32, device=None):
+        super().__init__(size, generator, dtype, device)
+        self.alpha = alpha
+
+    def sample(self) -> torch.Tensor:
+        self.steps += 1
+        return symmetric_alpha_stable(self.alpha, self.shape, generator=self.generator, dtype=self.dtype,
+                                      device=self.device)
+
+
+@MODES.register("gd_levy")
+class LevyGD(InjectedNoise):
+    """ζ_t i.i.d. symmetric α-stable, unit scale. Matched σ treats ζ as the α = 2 member (variance 2)."""
+
+    zeta_variance = 2.0
+
+    def make_zeta(self, dim: int) -> NoiseSource:
+        return StableNoise(self.cfg.alpha, dim, generator=self.generator, device=self.device)
+
+    def summarise(self, record: torch.Tensor) -> Dict[str, float]:
+        from sgdexp.stats import tail_index
+
+        return {"noise/alpha": float(tail_index(record, dim=0).mean())}
+
+
+@MODES.register("gd_sgdcov")
+class SGDCovarianceGD(InjectedNoise):
+    """∇L + σ ζ with ζ ~ N(0, C(θ)/B) exactly, C never formed; `matched` is σ = 1.
+
+    ζ = 1/√(BN) Σ_i (∇ℓ_i − ∇L) z_i with z_i ~ N(0, 1) has covariance exactly C/B. Since
+    Σ_i (∇ℓ_i − ∇L) z_i = Σ_i (z_i − z̄) ∇ℓ_i, the whole signal is the gradient of the weighted
+    loss Σ_i w_i ℓ_i with w_i = 1/N + σ (z_i − z̄)/√(BN): one forward and one backward pass over
+    the training set, the cost of a GD step. On logged steps ∇L is taken apart to measure |σζ|.
+    """
+
+    def make_zeta(self, dim: int) -> NoiseSource:
+        return WhiteNoise(self.source.n_train, generator=self.generator, device=self.device)
+
+    def apply(self, step: int, measure: bool = False) -> torch.Tensor:
+        n, sigma = self.source.n_train, 1.0 if self.matched else self.sigma
+        self.sigma = sigma
+        z = self.zeta.sample()
+        scale = sigma / math.sqrt(self.cfg.batch_size * n)
+        weights = (z - z.mean()) * scale
+        if measure:
+            self.source.backward_weighted(weights)
+            noise = self.source.flat_grad()
+            self.noise_norm = noise.norm()
+            loss = self.source.backward_full()
+            self.source.add_to_grad(noise)
+            return loss
+        return self.source.backward_weighted(weights + 1.0 / n)
+
+    def summarise(self, record: torch.Tensor) -> Dict[str, float]:
+        return {}
 
 
 def make_noise_mode(cfg: DictConfig, source: GradientSource, seed: int, device: torch.device) -> NoiseMode:

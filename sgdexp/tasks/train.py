@@ -115,12 +115,12 @@ def _loop(cfg, setup: Setup, tracker: Tracker, out_dir: Path, start: int, wall_b
                 factor = lr_factor(step - 1)
                 for group in optimizer.param_groups:
                     group["lr"] = base_lr * factor
-            window.append(noise.apply(step))
-            optimizer.step()
-
             log_due, eval_due = _due(step, log_every, steps), _due(step, eval_every, steps)
             checkpoint_due = _due(step, checkpoint_every, steps)
-            if not (log_due or eval_due or checkpoint_due):
+            due = log_due or eval_due or checkpoint_due
+            window.append(noise.apply(step, measure=due))
+            optimizer.step()
+            if not due:
                 continue
             # One host sync per logged step: the window's losses are checked for NaN/inf together.
             losses = torch.stack(window).cpu()
