@@ -88,10 +88,10 @@ class GradientSource:
             p.grad.add_(part.view_as(p), alpha=alpha)
 
     # ------------------------------------------------------------------ per-sample gradients
-    def per_sample_grads(self, indices: Optional[torch.Tensor] = None, chunk: Optional[int] = None
-                         ) -> Iterator[torch.Tensor]:
-        """Yield per-sample gradients of the training samples `indices` (default: all) as
-        (chunk, dim) blocks, in order, in eval mode (see the module docstring)."""
+    def per_sample_blocks(self, indices: Optional[torch.Tensor] = None, chunk: Optional[int] = None
+                          ) -> Iterator[Dict[str, torch.Tensor]]:
+        """Yield per-sample gradients of the training samples `indices` (default: all), in order,
+        as {parameter name: (chunk, *shape)} blocks, in eval mode (see the module docstring)."""
         if indices is None:
             indices = torch.arange(self.n_train, device=self.data.x_train.device)
         chunk = chunk or max(1, min(self.chunk_size, PER_SAMPLE_BUDGET // self.dim))
@@ -108,20 +108,35 @@ class GradientSource:
         try:
             for start in range(0, len(indices), chunk):
                 idx = indices[start : start + chunk]
-                grads = per_sample(params, self.data.x_train[idx], self.data.y_train[idx])
-                yield torch.cat([grads[k].reshape(len(idx), -1) for k in self.named_params], dim=1)
+                yield per_sample(params, self.data.x_train[idx], self.data.y_train[idx])
         finally:
             self.model.train(was_training)
 
-    def noise_trace(self) -> torch.Tensor:
-        """tr C(θ) = 1/N Σ_i |∇ℓ_i − ∇L|², exactly, from per-sample gradients (float64 sums)."""
-        sq, total = 0.0, torch.zeros(self.dim, dtype=torch.float64, device=self.data.x_train.device)
-        for g in self.per_sample_grads():
-            g = g.double()
-            sq = sq + g.square().sum()
-            total += g.sum(dim=0)
+    def per_sample_grads(self, indices: Optional[torch.Tensor] = None, chunk: Optional[int] = None
+                         ) -> Iterator[torch.Tensor]:
+        """Per-sample gradients as flat (chunk, dim) blocks, parameters in `self.params` order."""
+        for block in self.per_sample_blocks(indices, chunk):
+            n = len(next(iter(block.values())))
+            yield torch.cat([block[k].reshape(n, -1) for k in self.named_params], dim=1)
+
+    def noise_trace(self, full_grad_sq_norm: Optional[float] = None) -> torch.Tensor:
+        """tr C(θ) = 1/N Σ_i |∇ℓ_i|² − |∇L|², exactly, from per-sample gradients.
+
+        `full_grad_sq_norm`: |∇L|² when the caller already has ∇L (a GD step does); otherwise the
+        mean of the per-sample gradients is used. Per-chunk sums are float32, totals float64.
+        """
+        device = self.data.x_train.device
+        sq = torch.zeros((), dtype=torch.float64, device=device)
+        total = None if full_grad_sq_norm is not None else {k: 0.0 for k in self.named_params}
+        for block in self.per_sample_blocks():
+            for k, g in block.items():
+                sq += torch.linalg.vector_norm(g.flatten(1), dim=1).double().square().sum()
+                if total is not None:
+                    total[k] = total[k] + g.sum(dim=0).double()
         n = self.n_train
-        return sq / n - (total / n).square().sum()
+        if total is not None:
+            full_grad_sq_norm = sum(float((t / n).square().sum()) for t in total.values())
+        return sq / n - full_grad_sq_norm
 
     @torch.no_grad()
     def evaluate(self, split: str) -> Dict[str, float]:

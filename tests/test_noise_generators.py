@@ -135,6 +135,8 @@ def test_streaming_theoretical_autocovariance(hurst):
     assert abs(fit.autocovariance([0])[0] - 1.0) <= 1e-3
     # as fitted at the default K = 16 the error is far below the requirement
     assert fit.max_abs_error <= 1e-3
+    # the rates are float32 numbers, so a float32 source runs exactly the fitted model
+    assert np.array_equal(fit.rho.astype(np.float32).astype(np.float64), fit.rho)
 
 
 @pytest.mark.parametrize("hurst", [0.3, 0.8])

@@ -182,10 +182,12 @@ def fractional_gaussian_noise(
     size m = 2N (N >= n_steps - 1 an FFT-friendly length) whose eigenvalues lambda >= 0 are
     computed once in float64; each pair of streams is the real and imaginary part of
     ``fft(sqrt(lambda/m) * (Z1 + i Z2))`` (Z1, Z2 i.i.d. N(0, I)), all on ``device`` via
-    ``torch.fft``. Columns are processed in chunks to bound memory (about 16 MB of scratch).
+    ``torch.fft``. Columns are processed in chunks to bound memory: 2^20 complex numbers of
+    scratch (16 MB in float32) or one pair of streams if m is larger, besides the output.
 
     Error: the method is exact in distribution; the only errors are floating-point rounding
-    (relative ~1e-7 in float32, ~1e-15 in float64). H = 0.5 returns ``torch.randn`` directly.
+    of the FFT (~1e-6 in float32, ~1e-15 in float64). H = 0.5 returns ``torch.randn`` directly.
+    Cost: m = 2N normal draws and one length-m complex FFT per pair of streams, O(size * n log n).
     Raises ``ValueError`` (a :class:`~sgdexp.errors.ConfigError`) naming ``hurst`` unless
     0 < hurst < 1.
     """

@@ -108,8 +108,10 @@ class InjectedNoise(NoiseMode):
         return {"noise/lag1_autocorrelation": float(autocorrelation(record, 1, dim=0)[1].mean())}
 
     def matched_sigma(self) -> float:
-        """σ with σ² · d · Var(ζ_i) = tr(C)/B: the same total noise power as SGD at batch size B."""
-        trace = float(self.source.noise_trace())
+        """σ with σ² · d · Var(ζ_i) = tr(C)/B: the same total noise power as SGD at batch size B.
+
+        Called right after the step's full gradient, whose norm it reuses from `.grad`."""
+        trace = float(self.source.noise_trace(float(self.source.flat_grad().double().square().sum())))
         return math.sqrt(trace / (self.cfg.batch_size * self.source.dim * self.zeta_variance))
 
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
