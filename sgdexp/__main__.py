@@ -15,10 +15,10 @@ CONF = Path(__file__).parent / "conf"
 def check_group_choices(argv) -> None:
     """`model=foo` with no conf/model/foo.yaml: one line naming the choices (Hydra prints a screenful)."""
     for arg in argv:
-        match = re.fullmatch(r"([a-z_]+)=([\w,.-]+)", arg)
+        match = re.fullmatch(r"([a-z_]+)=\[?([\w,.-]*)\]?", arg)
         if not match or not (CONF / match[1]).is_dir() or match[1] == "hydra":
             continue
-        group, values = match[1], match[2].split(",")
+        group, values = match[1], [v for v in match[2].split(",") if v]
         known = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
         for value in values:
             if value not in known and value != "null":

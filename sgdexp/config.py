@@ -188,6 +188,33 @@ class LevyNoiseConfig(InjectedNoiseConfig):
     alpha: float = ranged(MISSING, gt=0.0, le=2.0)
 
 
+# ----------------------------------------------------------------------------- analysis
+@dataclass
+class AnalysisConfig:
+    """Members of the `analysis` list group sit under `analysis.<name>`; each runs on its own schedule."""
+
+    name: str = MISSING
+    every: int = ranged(MISSING, ge=1)  # steps between measurements (windows start this often)
+    start: int = ranged(0, ge=0)  # first step measured
+
+
+@dataclass
+class NoiseStatsConfig(AnalysisConfig):
+    batches: int = ranged(MISSING, ge=8)  # M minibatch gradients against one full gradient
+    params: int = ranged(MISSING, ge=0)  # coordinates sampled (seeded) for per-parameter statistics; 0: all
+    tail_method: str = "ecf"
+    fdr_level: float = ranged(0.05, gt=0.0, lt=1.0)
+
+
+@dataclass
+class NoiseMemoryConfig(AnalysisConfig):
+    window: int = ranged(MISSING, ge=64)  # W consecutive steps recorded per window
+    params: int = ranged(MISSING, ge=0)  # fixed coordinates recorded (seeded); 0: none
+    projections: int = ranged(MISSING, ge=0)  # random unit projections of the whole SGN vector
+    max_lag: int = ranged(MISSING, ge=1)  # autocorrelation curve up to this lag
+    hurst_methods: List[str] = field(default_factory=lambda: ["whittle", "local_whittle"])
+
+
 # ----------------------------------------------------------------------------- task, logger
 @dataclass
 class TaskConfig:
@@ -218,6 +245,7 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
     "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
     "noise": {"noise": NoiseConfig, "injected": InjectedNoiseConfig, "fbm": FBMNoiseConfig, "levy": LevyNoiseConfig},
+    "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig},
     "task": {"task": TaskConfig},
     "logger": {"wandb": WandbConfig, "none": NoLoggerConfig},
 }

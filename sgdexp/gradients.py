@@ -77,6 +77,28 @@ class GradientSource:
             total += losses.detach().sum() / n
         return total
 
+    def full_grad_vector(self, eval_mode: bool = False) -> torch.Tensor:
+        """∇L(θ) as a flat vector, leaving `.grad`, the model's mode and its buffers as they were.
+
+        For analyses: training is not perturbed (BatchNorm running statistics are restored).
+        `eval_mode=True` takes it in eval mode, consistent with `per_sample_blocks`."""
+        saved = {k: b.clone() for k, b in self.model.named_buffers()}
+        was_training = self.model.training
+        self.model.train(not eval_mode and was_training)
+        total = torch.zeros(self.dim, device=self.data.x_train.device)
+        try:
+            n = self.n_train
+            for start in range(0, n, self.chunk_size):
+                x, y = self.data.x_train[start : start + self.chunk_size], self.data.y_train[start : start + self.chunk_size]
+                loss = self.loss_fn(self.model(x), y) * (len(x) / n)
+                total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, self.params)])
+        finally:
+            self.model.train(was_training)
+            with torch.no_grad():
+                for k, b in self.model.named_buffers():
+                    b.copy_(saved[k])
+        return total
+
     # ------------------------------------------------------------------ flat gradient vectors
     def flat_grad(self) -> torch.Tensor:
         """The current `.grad` of every parameter as one vector of length `dim`."""
@@ -118,6 +140,17 @@ class GradientSource:
         for block in self.per_sample_blocks(indices, chunk):
             n = len(next(iter(block.values())))
             yield torch.cat([block[k].reshape(n, -1) for k in self.named_params], dim=1)
+
+    def minibatch_grads(self, batches: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Minibatch gradients g_B for each row of `batches` (M, B) of sample indices, as flat
+        (m, dim) blocks, from per-sample gradients (vmap, eval mode): M batches cost one batched
+        pass over M·B samples instead of M backward passes."""
+        m, b = batches.shape
+        per_chunk = max(1, min(self.chunk_size, PER_SAMPLE_BUDGET // self.dim) // b)  # batches per chunk
+        for start in range(0, m, per_chunk):
+            rows = batches[start : start + per_chunk]
+            g = next(self.per_sample_grads(rows.reshape(-1), chunk=rows.numel()))
+            yield g.view(len(rows), b, -1).mean(dim=1)
 
     def noise_trace(self, full_grad_sq_norm: Optional[float] = None) -> torch.Tensor:
         """tr C(θ) = 1/N Σ_i |∇ℓ_i|² − |∇L|², exactly, from per-sample gradients.

@@ -119,16 +119,16 @@ def test_injected_modes_resume_exactly(tmp_path, monkeypatch, mode):
 
     overrides = SHORT + [f"noise={mode}", "noise.record_steps=64", "noise.match_every=30", "model.widths=[16]"]
     train_run(tmp_path / "full", overrides)
-    real = train_module._checkpoint
+    real = train_module.Training.checkpoint
 
-    def dying(out_dir, setup, cfg, step, wall):
+    def dying(self, step):
         if step > 40:
             raise KeyboardInterrupt
-        real(out_dir, setup, cfg, step, wall)
+        real(self, step)
 
-    monkeypatch.setattr(train_module, "_checkpoint", dying)
+    monkeypatch.setattr(train_module.Training, "checkpoint", dying)
     with pytest.raises(KeyboardInterrupt):
         train_run(tmp_path / "killed", overrides)
-    monkeypatch.setattr(train_module, "_checkpoint", real)
+    monkeypatch.setattr(train_module.Training, "checkpoint", real)
     train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
     assert read_metrics(tmp_path / "killed" / "metrics.jsonl") == read_metrics(tmp_path / "full" / "metrics.jsonl")

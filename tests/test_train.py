@@ -43,18 +43,18 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch, noise):
     train_run(tmp_path / "full", overrides)
 
     # Kill the second run after step 45: its last checkpoint is step 30, rows up to 40 are logged.
-    def dying_checkpoint(out_dir, setup, cfg, step, wall):
+    def dying_checkpoint(self, step):
         if step > 30:
             raise KeyboardInterrupt("killed")
-        real_checkpoint(out_dir, setup, cfg, step, wall)
+        real_checkpoint(self, step)
 
-    real_checkpoint = train_module._checkpoint
-    monkeypatch.setattr(train_module, "_checkpoint", dying_checkpoint)
+    real_checkpoint = train_module.Training.checkpoint
+    monkeypatch.setattr(train_module.Training, "checkpoint", dying_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         train_run(tmp_path / "killed", overrides)
     assert json.loads((tmp_path / "killed" / "summary.json").read_text())["status"] == "interrupted"
     assert max(r["step"] for r in metrics(tmp_path / "killed")) == 60  # logged past the checkpoint
-    monkeypatch.setattr(train_module, "_checkpoint", real_checkpoint)
+    monkeypatch.setattr(train_module.Training, "checkpoint", real_checkpoint)
 
     summary = train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
     assert summary["status"] == "completed"

@@ -41,19 +41,26 @@ Methods (``method=``)
     clipped). Use it only for clearly heavy tails (:math:`\alpha \lesssim 1.5`).
 
 Measured accuracy (``benchmarks/bench_estimators.py``, 200 series of exact S\ :math:`\alpha`\ S,
-n = 4096; bias / RMSE):
+n = 4096; bias / RMSE; time per series on one core):
 
-============  ===============  ===============  ===============  ===============
-method        alpha = 1.2      alpha = 1.5      alpha = 1.8      alpha = 2.0
-============  ===============  ===============  ===============  ===============
-ecf           +0.000 / 0.025   +0.002 / 0.029   +0.001 / 0.026   -0.003 / 0.005
-quantile      +0.001 / 0.025   +0.006 / 0.036   +0.006 / 0.050   -0.024 / 0.043
-block_sum     see the benchmark: RMSE about 0.1
-hill          see the benchmark: fine for alpha = 1.2, useless near 2
-============  ===============  ===============  ===============  ===============
+==============  ===============  ===============  ===============  ===============  ========
+method          alpha = 1.2      alpha = 1.5      alpha = 1.8      alpha = 2.0      ms/series
+==============  ===============  ===============  ===============  ===============  ========
+ecf (default)   -0.002 / 0.027   -0.000 / 0.029   -0.001 / 0.025   -0.002 / 0.004   0.3
+quantile        -0.001 / 0.027   +0.001 / 0.029   +0.005 / 0.048   -0.025 / 0.044   0.1
+block_sum       +0.003 / 0.064   -0.001 / 0.078   +0.002 / 0.109   -0.048 / 0.080   0.03
+hill (5%)       +0.023 / 0.097   +0.148 / 0.191   +0.200 / 0.200   +0.000 / 0.000   0.04
+scipy McCulloch +0.007 / 0.028   +0.004 / 0.030   +0.007 / 0.048   -0.023 / 0.042   0.4
+==============  ===============  ===============  ===============  ===============  ========
+
+(hill's 0.000 at alpha = 2 is the clip at 2, and its +0.200 at 1.8 too: it reads everything
+above ~1.6 as 2. "scipy McCulloch" is ``scipy.stats.levy_stable._fitstart``; the scipy MLE
+``levy_stable.fit`` takes 30-80 s per series.) At n = 1024 the ecf RMSE is 0.05-0.055 for
+alpha in [1.2, 1.8] and 0.009 at 2; at n = 16384 it is 0.011-0.014 (0.002 at 2).
 
 ``"ecf"`` is the default because it is the only method with RMSE <= 0.05 at every
-:math:`\alpha \in \{1.2, 1.5, 1.8, 2.0\}` at n = 4096 (its worst case is 0.03).
+:math:`\alpha \in \{1.2, 1.5, 1.8, 2.0\}` at n = 4096 (worst case 0.029); the quantile
+method, as good for :math:`\alpha \le 1.5`, degrades toward 2 (0.048 at 1.8, bias -0.025 at 2).
 
 All estimators are scale invariant (:math:`\alpha(c x) = \alpha(x)`), vectorised over series,
 and clip the result to ``[alpha_min, 2]`` (``alpha_min = 0.1``). Fewer than 8 samples, or a

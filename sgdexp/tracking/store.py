@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 METRICS = "metrics.jsonl"
+ARRAYS = "arrays.jsonl"
 SUMMARY = "summary.json"
 
 
@@ -31,35 +32,44 @@ def write_json_atomic(path: Path, obj: Dict[str, Any]) -> None:
 
 
 class MetricsStore:
-    """`metrics.jsonl` (one object per logged step, with `step`) and `summary.json`."""
+    """`metrics.jsonl` (scalars: one object per logged step, with `step`), `arrays.jsonl`
+    (analyses' per-coordinate values and curves, with `step`) and `summary.json`."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = Path(out_dir)
-        self.metrics_path = self.out_dir / METRICS
         self.summary_path = self.out_dir / SUMMARY
+        self._files: Dict[str, Any] = {}
 
     def open(self, resume_step: int | None) -> None:
         """Start appending; on resume, first drop rows logged after the checkpoint being resumed."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None and self.metrics_path.exists():
-            kept = [r for r in read_metrics(self.metrics_path) if r["step"] <= resume_step]
-            with open(self.metrics_path, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in kept)
-        elif self.metrics_path.exists():
-            self.metrics_path.unlink()
-        self._file = open(self.metrics_path, "a")
+        for name in (METRICS, ARRAYS):
+            path = self.out_dir / name
+            if resume_step is not None and path.exists():
+                kept = [r for r in read_metrics(path) if r["step"] <= resume_step]
+                with open(path, "w") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in kept)
+            elif path.exists():
+                path.unlink()
+            self._files[name] = open(path, "a")
+
+    def _append(self, name: str, row: Dict[str, Any]) -> None:
+        self._files[name].write(json.dumps(jsonable(row)) + "\n")
+        self._files[name].flush()
 
     def log(self, row: Dict[str, Any]) -> None:
-        self._file.write(json.dumps(jsonable(row)) + "\n")
-        self._file.flush()
+        self._append(METRICS, row)
+
+    def log_arrays(self, step: int, arrays: Dict[str, Any]) -> None:
+        self._append(ARRAYS, {"step": step, **arrays})
 
     def write_summary(self, summary: Dict[str, Any]) -> None:
         write_json_atomic(self.summary_path, summary)
 
     def close(self) -> None:
-        if getattr(self, "_file", None) is not None:
-            self._file.close()
-            self._file = None
+        for f in self._files.values():
+            f.close()
+        self._files = {}
 
 
 def read_metrics(path: Path) -> List[Dict[str, Any]]:

@@ -24,6 +24,14 @@ class Tracker:
         if self.wandb is not None:
             self.wandb.log(jsonable(row), step=row["step"])
 
+    def log_arrays(self, step: int, arrays: Dict[str, Any]) -> None:
+        """Per-coordinate values and curves: `arrays.jsonl`, and W&B histograms/line plots."""
+        if not arrays:
+            return
+        self.store.log_arrays(step, arrays)
+        if self.wandb is not None:
+            self.wandb.log_arrays(arrays, step=step)
+
     def finish(self, summary: Dict[str, Any]) -> None:
         self.store.write_summary(summary)
         self.store.close()

@@ -43,6 +43,27 @@ class WandbRun:
         if self.run is not None:
             self._call("log", self.run.log, {k: v for k, v in row.items() if k != "step"}, step=step)
 
+    def log_arrays(self, arrays: Dict[str, Any], step: int) -> None:
+        """Curves (names ending in `autocorrelation`) as line plots over the lag, the rest as histograms."""
+        if self.run is None:
+            return
+
+        def convert():
+            import numpy as np
+            import wandb
+
+            out = {}
+            for name, values in arrays.items():
+                values = np.asarray(values, dtype=float)
+                if name.endswith("autocorrelation"):
+                    table = wandb.Table(data=[[i, v] for i, v in enumerate(values)], columns=["lag", "value"])
+                    out[name] = wandb.plot.line(table, "lag", "value", title=f"{name} (step {step})")
+                elif np.isfinite(values).any():
+                    out[name] = wandb.Histogram(values[np.isfinite(values)])
+            self.run.log(out, step=step)
+
+        self._call("log", convert)
+
     def finish(self, summary: Dict[str, Any]) -> None:
         if self.run is None:
             return

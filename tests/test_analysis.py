@@ -1,0 +1,118 @@
+"""Analyses inside training: correct against known answers, and they never change the training."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_cfg, train_run
+from sgdexp.data import make_sampler
+from sgdexp.stats import autocorrelation
+from sgdexp.tasks.setup import build_setup
+from sgdexp.tracking import read_metrics
+
+SHORT = ["trainer.steps=60", "trainer.eval_every=30", "trainer.log_every=10", "trainer.checkpoint_every=30"]
+
+
+def epoch_acf(m: int, max_lag: int) -> np.ndarray:
+    """Lag-k autocorrelation of epoch-sampled SGN at fixed weights: −(M−k)/(M(M−1)) for 0 < k < M."""
+    k = np.arange(max_lag + 1)
+    return np.where(k == 0, 1.0, np.where(k < m, -(m - k) / (m * (m - 1)), 0.0))
+
+
+def test_per_sample_grads_by_vmap_equal_a_loop():
+    for overrides in (["model.widths=[16]"], ["model=cnn", "model.norm=batch", "model.channels=[4,8]", "model.hidden=8"]):
+        overrides = overrides + ["noise.batch_size=4"]
+        setup = build_setup(make_cfg(overrides + ["dataset.subset=12"]))
+        src = setup.source
+        src.model.eval()  # per-sample gradients are taken in eval mode (BatchNorm running statistics)
+        loop = []
+        for i in range(12):
+            src.backward_batch(torch.tensor([i]))
+            loop.append(src.flat_grad())
+        src.model.train()
+        vmapped = torch.cat(list(src.per_sample_grads(chunk=5)))
+        assert torch.allclose(vmapped, torch.stack(loop), atol=1e-5, rtol=1e-4)
+        batches = torch.tensor([[0, 3, 5], [7, 1, 2]])
+        mb = torch.cat(list(src.minibatch_grads(batches)))
+        assert torch.allclose(mb, torch.stack(loop)[batches].mean(dim=1), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("sampler", ["epoch", "replacement"])
+def test_epoch_sgn_is_anticorrelated_at_fixed_weights(sampler):
+    n, b = 64, 8  # M = 8 batches per epoch
+    setup = build_setup(make_cfg(["dataset.subset=64", "model.widths=[8]", f"noise.batch_size={b}"]))
+    src = setup.source
+    g = torch.cat(list(src.per_sample_grads())).double()  # (N, d) at fixed weights
+    u = torch.randn(src.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    per_sample = (g - g.mean(0)) @ u  # SGN of a batch = the mean of its samples' deviations
+    s = make_sampler(sampler, n, b, seed=0, device=torch.device("cpu"))
+    steps = 40_000
+    series = torch.stack([per_sample[s.next()].mean() for _ in range(steps)]).numpy()
+    acf = autocorrelation(series, 10)
+    expected = epoch_acf(n // b, 10) if sampler == "epoch" else np.eye(1, 11)[0]
+    # standard error of a sample autocorrelation ≈ 1/√T = 0.005; 4 standard errors
+    assert np.abs(acf - expected).max() < 4 / np.sqrt(steps)
+    if sampler == "epoch":
+        assert acf[1] == pytest.approx(-1 / (n // b - 1) * (n // b - 1) / (n // b), abs=0.02)
+
+
+def test_noise_memory_in_training_shows_epoch_anticorrelation(tmp_path):
+    # lr ~ 0: the weights stay fixed, so the SGN series is the sampler's alone (M = 64/8 = 8)
+    common = ["dataset.subset=64", "noise.batch_size=8", "optimizer.lr=1e-12", "model.widths=[8]",
+              "analysis=[noise_memory]", "analysis.noise_memory.window=1024", "analysis.noise_memory.every=2000",
+              "analysis.noise_memory.params=64", "analysis.noise_memory.projections=32",
+              "analysis.noise_memory.max_lag=10", "trainer.steps=1024", "trainer.eval_every=0",
+              "trainer.log_every=256", "trainer.checkpoint_every=0"]
+    result = {}
+    for sampler in ("epoch", "replacement"):
+        summary = train_run(tmp_path / sampler, common + [f"noise.sampler={sampler}"])
+        arrays = [json.loads(l) for l in (tmp_path / sampler / "arrays.jsonl").read_text().splitlines()]
+        result[sampler] = np.array(arrays[-1]["noise_memory/autocorrelation"])
+        assert "noise_memory/hurst_local_whittle/median" in summary
+    # each series' acf has standard error 1/√1024 ≈ 0.031; the mean over 96 series is no worse
+    assert np.abs(result["epoch"][1:8] - epoch_acf(8, 10)[1:8]).max() < 0.094
+    assert np.abs(result["replacement"][1:]).max() < 0.094
+    assert result["epoch"][1] < -0.08  # −(M−1)/(M(M−1)) = −1/8
+
+
+def test_noise_stats_in_training(tmp_path):
+    overrides = SHORT + ["analysis=[noise_stats]", "analysis.noise_stats.every=30", "analysis.noise_stats.batches=400",
+                         "analysis.noise_stats.params=500", "dataset.subset=512", "model.widths=[32]"]
+    summary = train_run(tmp_path, overrides)
+    rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "noise_stats/alpha_pooled" in r]
+    assert [r["step"] for r in rows] == [0, 30, 60]
+    for key in ("noise_stats/alpha_pooled", "noise_stats/alpha_median", "noise_stats/non_gaussian_fraction",
+                "noise_stats/noise_norm", "noise_stats/noise_scale", "noise_stats/alpha/1.weight/median",
+                "noise_stats/snr/1.weight"):
+        assert key in summary, key
+    assert 0 < summary["noise_stats/alpha_median"] <= 2 and 0 <= summary["noise_stats/non_gaussian_fraction"] <= 1
+    arrays = [json.loads(l) for l in (tmp_path / "arrays.jsonl").read_text().splitlines()]
+    assert len(arrays[-1]["noise_stats/alpha/1.weight"]) > 100
+
+
+def test_noise_stats_trace_matches_exact_trace():
+    cfg = make_cfg(["analysis=[noise_stats]", "analysis.noise_stats.batches=400", "dataset.subset=256",
+                    "model.widths=[16]", "noise.batch_size=16"])
+    setup = build_setup(cfg)
+    from sgdexp.analysis import build_analyses
+
+    (analysis,) = build_analyses(cfg, setup.source)
+    m = analysis.compute(0)
+    exact = float(setup.source.noise_trace())
+    se = m.scalars["noise_stats/trace_cov_se"]
+    assert abs(m.scalars["noise_stats/trace_cov"] - exact) < 4 * se and se < 0.2 * exact
+
+
+def test_analyses_do_not_change_training(tmp_path):
+    base = SHORT + ["model=cnn", "model.norm=batch", "model.channels=[8,8]", "model.hidden=16"]
+    train_run(tmp_path / "plain", base)
+    train_run(tmp_path / "analysed", base + ["analysis=[noise_stats,noise_memory]", "analysis.noise_stats.every=20",
+                                             "analysis.noise_stats.batches=16", "analysis.noise_stats.params=64",
+                                             "analysis.noise_memory.window=64", "analysis.noise_memory.every=100",
+                                             "analysis.noise_memory.max_lag=8"])
+    keep = ("train/", "test/", "lr", "epoch")
+    strip = lambda rows: [{k: v for k, v in r.items() if k.startswith(keep)} for r in rows]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "plain" / "metrics.jsonl")) == strip(read_metrics(tmp_path / "analysed" / "metrics.jsonl"))
