@@ -81,7 +81,7 @@ class GradientSource:
         """∇L(θ) as a flat vector, leaving `.grad`, the model's mode and its buffers as they were.
 
         For analyses: training is not perturbed (BatchNorm running statistics are restored).
-        `eval_mode=True` takes it in eval mode, consistent with `per_sample_blocks`."""
+        `eval_mode=True` takes it in eval mode, consistent with `batch_grad_blocks`."""
         saved = {k: b.clone() for k, b in self.model.named_buffers()}
         was_training = self.model.training
         self.model.train(not eval_mode and was_training)
@@ -110,47 +110,52 @@ class GradientSource:
             p.grad.add_(part.view_as(p), alpha=alpha)
 
     # ------------------------------------------------------------------ per-sample gradients
-    def per_sample_blocks(self, indices: Optional[torch.Tensor] = None, chunk: Optional[int] = None
+    def batch_grad_blocks(self, batches: torch.Tensor, rows_per_chunk: Optional[int] = None
                           ) -> Iterator[Dict[str, torch.Tensor]]:
-        """Yield per-sample gradients of the training samples `indices` (default: all), in order,
-        as {parameter name: (chunk, *shape)} blocks, in eval mode (see the module docstring)."""
-        if indices is None:
-            indices = torch.arange(self.n_train, device=self.data.x_train.device)
-        chunk = chunk or max(1, min(self.chunk_size, PER_SAMPLE_BUDGET // self.dim))
+        """Gradients of the mean loss of each row of `batches` (R, B) of sample indices, in order,
+        as {parameter name: (rows, *shape)} blocks, in eval mode (see the module docstring).
+
+        One vmap over rows of grad of a functional_call: B = 1 gives per-sample gradients, B > 1
+        minibatch gradients without materialising the per-sample ones."""
+        b = batches.shape[1]
+        rows_per_chunk = rows_per_chunk or max(1, min(max(1, self.chunk_size // b), PER_SAMPLE_BUDGET // self.dim))
         params = {k: p.detach() for k, p in self.named_params.items()}
         buffers = dict(self.model.named_buffers())
 
-        def loss_one(params, x, y):
-            out = functional_call(self.model, (params, buffers), (x.unsqueeze(0),))
-            return self.per_sample_loss(out, y.unsqueeze(0)).squeeze(0)
+        def batch_loss(params, x, y):
+            return self.loss_fn(functional_call(self.model, (params, buffers), (x,)), y)
 
-        per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))
+        per_row = vmap(grad(batch_loss), in_dims=(None, 0, 0))
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(indices), chunk):
-                idx = indices[start : start + chunk]
-                yield per_sample(params, self.data.x_train[idx], self.data.y_train[idx])
+            for start in range(0, len(batches), rows_per_chunk):
+                rows = batches[start : start + rows_per_chunk]
+                yield per_row(params, self.data.x_train[rows], self.data.y_train[rows])
         finally:
             self.model.train(was_training)
 
+    def _flat(self, block: Dict[str, torch.Tensor]) -> torch.Tensor:
+        rows = len(next(iter(block.values())))
+        return torch.cat([block[k].reshape(rows, -1) for k in self.named_params], dim=1)
+
+    def _all_samples(self, indices: Optional[torch.Tensor]) -> torch.Tensor:
+        if indices is None:
+            indices = torch.arange(self.n_train, device=self.data.x_train.device)
+        return indices.reshape(-1, 1)
+
     def per_sample_grads(self, indices: Optional[torch.Tensor] = None, chunk: Optional[int] = None
                          ) -> Iterator[torch.Tensor]:
-        """Per-sample gradients as flat (chunk, dim) blocks, parameters in `self.params` order."""
-        for block in self.per_sample_blocks(indices, chunk):
-            n = len(next(iter(block.values())))
-            yield torch.cat([block[k].reshape(n, -1) for k in self.named_params], dim=1)
+        """Per-sample gradients of `indices` (default: all training samples) as flat (chunk, dim)
+        blocks, parameters in `self.params` order, in eval mode."""
+        for block in self.batch_grad_blocks(self._all_samples(indices), chunk):
+            yield self._flat(block)
 
     def minibatch_grads(self, batches: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Minibatch gradients g_B for each row of `batches` (M, B) of sample indices, as flat
-        (m, dim) blocks, from per-sample gradients (vmap, eval mode): M batches cost one batched
-        pass over M·B samples instead of M backward passes."""
-        m, b = batches.shape
-        per_chunk = max(1, min(self.chunk_size, PER_SAMPLE_BUDGET // self.dim) // b)  # batches per chunk
-        for start in range(0, m, per_chunk):
-            rows = batches[start : start + per_chunk]
-            g = next(self.per_sample_grads(rows.reshape(-1), chunk=rows.numel()))
-            yield g.view(len(rows), b, -1).mean(dim=1)
+        """Minibatch gradients g_B of each row of `batches` (M, B) as flat (m, dim) blocks, in eval
+        mode: memory O(m · dim), never O(M · B · dim)."""
+        for block in self.batch_grad_blocks(batches):
+            yield self._flat(block)
 
     def noise_trace(self, full_grad_sq_norm: Optional[float] = None) -> torch.Tensor:
         """tr C(θ) = 1/N Σ_i |∇ℓ_i|² − |∇L|², exactly, from per-sample gradients.
@@ -161,7 +166,7 @@ class GradientSource:
         device = self.data.x_train.device
         sq = torch.zeros((), dtype=torch.float64, device=device)
         total = None if full_grad_sq_norm is not None else {k: 0.0 for k in self.named_params}
-        for block in self.per_sample_blocks():
+        for block in self.batch_grad_blocks(self._all_samples(None)):
             for k, g in block.items():
                 sq += torch.linalg.vector_norm(g.flatten(1), dim=1).double().square().sum()
                 if total is not None:
