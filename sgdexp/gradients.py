@@ -18,7 +18,7 @@ from torch.func import functional_call, grad, vmap
 
 from sgdexp.data import Dataset
 
-PER_SAMPLE_BUDGET = 1 << 26  # numbers per chunk of per-sample gradients (256 MB in float32)
+PER_SAMPLE_BUDGET = 1 << 23  # numbers per chunk of per-sample gradients (32 MB in float32: stays in cache-warm memory)
 
 
 class GradientSource:

@@ -49,6 +49,7 @@ class Training:
 
     def checkpoint(self, step: int) -> None:
         s = self.setup
+        self.tracker.store.flush()  # rows up to the checkpoint are on disk before it is
         save_checkpoint(self.out_dir, {
             "step": step,
             "wall_time_s": self.wall_time(),
@@ -151,17 +152,18 @@ class Training:
                 analyses_due = [a for a in analyses if a.due(step)] if analyses else analyses
                 if not (due or analyses_due):
                     continue
-                # One host sync per logged step: the window's losses are checked for NaN/inf together.
-                losses = torch.stack(window).cpu()
+                # One host sync per logged step: the window's losses are checked for NaN/inf together
+                # (in Python: torch.isfinite on ten numbers costs more than the check itself).
+                losses = torch.stack(window).tolist()
                 window.clear()
-                finite = torch.isfinite(losses)
-                if not bool(finite.all()):
-                    bad = step - len(losses) + 1 + int((~finite).nonzero()[0])
+                bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+                if bad is not None:
+                    bad_step = step - len(losses) + 1 + bad
                     log.warning("Loss is %s at step %d: the run diverged; keeping what was measured",
-                                losses[~finite][0].item(), bad)
-                    self.tracker.log({"step": bad, "diverged": 1})
-                    return "diverged", bad
-                row: Dict[str, Any] = {"step": step, "train/batch_loss": float(losses.mean()),
+                                losses[bad], bad_step)
+                    self.tracker.log({"step": bad_step, "diverged": 1})
+                    return "diverged", bad_step
+                row: Dict[str, Any] = {"step": step, "train/batch_loss": sum(losses) / len(losses),
                                        "lr": base_lr * factor, **noise.metrics()}
                 if eval_due:
                     row.update(self.evaluate())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -39,6 +40,7 @@ class MetricsStore:
         self.out_dir = Path(out_dir)
         self.summary_path = self.out_dir / SUMMARY
         self._files: Dict[str, Any] = {}
+        self._flushed = time.monotonic()
 
     def open(self, resume_step: int | None) -> None:
         """Start appending; on resume, first drop rows logged after the checkpoint being resumed."""
@@ -55,7 +57,15 @@ class MetricsStore:
 
     def _append(self, name: str, row: Dict[str, Any]) -> None:
         self._files[name].write(json.dumps(jsonable(row)) + "\n")
-        self._files[name].flush()
+        # Flushed at most once a second (a flush per row is a system call on the hot path); a killed
+        # run loses at most that, and a resumed run recomputes everything after its checkpoint anyway.
+        if time.monotonic() - self._flushed > 1.0:
+            self.flush()
+
+    def flush(self) -> None:
+        for f in self._files.values():
+            f.flush()
+        self._flushed = time.monotonic()
 
     def log(self, row: Dict[str, Any]) -> None:
         self._append(METRICS, row)
