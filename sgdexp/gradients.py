@@ -157,24 +157,29 @@ class GradientSource:
         for block in self.batch_grad_blocks(batches):
             yield self._flat(block)
 
-    def noise_trace(self, full_grad_sq_norm: Optional[float] = None) -> torch.Tensor:
-        """tr C(θ) = 1/N Σ_i |∇ℓ_i|² − |∇L|², exactly, from per-sample gradients.
+    def noise_trace(self, full_grad_sq_norm: Optional[float] = None, indices: Optional[torch.Tensor] = None
+                    ) -> torch.Tensor:
+        """tr C(θ) = 1/N Σ_i |∇ℓ_i|² − |∇L|², from per-sample gradients.
 
         `full_grad_sq_norm`: |∇L|² when the caller already has ∇L (a GD step does); otherwise the
-        mean of the per-sample gradients is used. Per-chunk sums are float32, totals float64.
+        mean of the per-sample gradients is used (that needs all samples). `indices`: estimate the
+        mean squared norm on these samples only (a uniform subset gives an unbiased estimate); by
+        default all N, exactly. Per-chunk sums are float32, totals float64.
         """
+        if full_grad_sq_norm is None and indices is not None:
+            raise ValueError("noise_trace on a subset needs full_grad_sq_norm")
         device = self.data.x_train.device
         sq = torch.zeros((), dtype=torch.float64, device=device)
         total = None if full_grad_sq_norm is not None else {k: 0.0 for k in self.named_params}
-        for block in self.batch_grad_blocks(self._all_samples(None)):
+        rows = self._all_samples(indices)
+        for block in self.batch_grad_blocks(rows):
             for k, g in block.items():
                 sq += torch.linalg.vector_norm(g.flatten(1), dim=1).double().square().sum()
                 if total is not None:
                     total[k] = total[k] + g.sum(dim=0).double()
-        n = self.n_train
         if total is not None:
-            full_grad_sq_norm = sum(float((t / n).square().sum()) for t in total.values())
-        return sq / n - full_grad_sq_norm
+            full_grad_sq_norm = sum(float((t / len(rows)).square().sum()) for t in total.values())
+        return sq / len(rows) - full_grad_sq_norm
 
     @torch.no_grad()
     def evaluate(self, split: str) -> Dict[str, float]:

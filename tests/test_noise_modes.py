@@ -132,3 +132,18 @@ def test_injected_modes_resume_exactly(tmp_path, monkeypatch, mode):
     monkeypatch.setattr(train_module.Training, "checkpoint", real)
     train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
     assert read_metrics(tmp_path / "killed" / "metrics.jsonl") == read_metrics(tmp_path / "full" / "metrics.jsonl")
+
+
+def test_trace_on_a_sample_subset_is_unbiased():
+    setup = build_setup(make_cfg(["model.widths=[16]"]))
+    source = setup.source
+    g = torch.cat(list(source.per_sample_grads())).double()
+    sq = g.square().sum(1)
+    full_sq = float(g.mean(0).square().sum())
+    exact = float(sq.mean()) - full_sq
+    assert float(source.noise_trace()) == pytest.approx(exact, rel=1e-4)
+    k, n = 256, source.n_train
+    subset = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:k]
+    estimate = float(source.noise_trace(full_sq, subset))
+    se = float(sq.std()) / math.sqrt(k) * math.sqrt(1 - k / n)  # sampling without replacement
+    assert abs(estimate - exact) < 4 * se

@@ -89,6 +89,7 @@ class InjectedNoise(NoiseMode):
     def __init__(self, cfg, source, seed, device):
         super().__init__(cfg, source, seed, device)
         self.generator = torch.Generator(device=device).manual_seed(derive_seed(seed, "noise"))
+        self.match_generator = torch.Generator().manual_seed(derive_seed(seed, "noise/match"))
         self.zeta = self.make_zeta(source.dim)
         self.matched = cfg.sigma == "matched"
         self.sigma: Optional[float] = None if self.matched else float(cfg.sigma)
@@ -110,8 +111,14 @@ class InjectedNoise(NoiseMode):
     def matched_sigma(self) -> float:
         """σ with σ² · d · Var(ζ_i) = tr(C)/B: the same total noise power as SGD at batch size B.
 
-        Called right after the step's full gradient, whose norm it reuses from `.grad`."""
-        trace = float(self.source.noise_trace(float(self.source.flat_grad().double().square().sum())))
+        Called right after the step's full gradient, whose norm it reuses from `.grad`; the mean
+        squared per-sample gradient is taken over `match_samples` random samples (all when 0 or ≥ N)."""
+        n, k = self.source.n_train, self.cfg.match_samples
+        subset = None
+        if 0 < k < n:
+            subset = torch.randperm(n, generator=self.match_generator)[:k].to(self.device)
+        grad_sq = float(self.source.flat_grad().double().square().sum())
+        trace = max(0.0, float(self.source.noise_trace(grad_sq, subset)))
         return math.sqrt(trace / (self.cfg.batch_size * self.source.dim * self.zeta_variance))
 
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
@@ -135,11 +142,13 @@ class InjectedNoise(NoiseMode):
         return {"noise/sigma": self.sigma, "noise/norm": float(self.noise_norm), **self.stats}
 
     def state_dict(self) -> Dict:
-        return {"generator": self.generator.get_state(), "zeta": self.zeta.state_dict(), "sigma": self.sigma,
+        return {"generator": self.generator.get_state(), "match_generator": self.match_generator.get_state(),
+                "zeta": self.zeta.state_dict(), "sigma": self.sigma,
                 "record": self.record.cpu(), "recorded": self.recorded, "stats": dict(self.stats)}
 
     def load_state_dict(self, state: Dict) -> None:
         self.generator.set_state(state["generator"])
+        self.match_generator.set_state(state["match_generator"])
         self.zeta.load_state_dict(state["zeta"])
         self.sigma, self.recorded, self.stats = state["sigma"], state["recorded"], dict(state["stats"])
         self.record.copy_(state["record"])
