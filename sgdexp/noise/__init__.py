@@ -4,7 +4,9 @@ Generators live in :mod:`sgdexp.noise.generators`; see its docstring for methods
 """
 from sgdexp.noise.generators import (
     AntiCorrelatedNoise,
+    BlockedIID,
     NoiseSource,
+    StableNoise,
     StreamingFGN,
     StreamingFGNFit,
     WhiteNoise,
@@ -16,7 +18,9 @@ from sgdexp.noise.generators import (
 
 __all__ = [
     "AntiCorrelatedNoise",
+    "BlockedIID",
     "NoiseSource",
+    "StableNoise",
     "StreamingFGN",
     "StreamingFGNFit",
     "WhiteNoise",

@@ -333,28 +333,87 @@ class NoiseSource(abc.ABC):
         return f"{type(self).__name__}(size={self.shape}, dtype={self.dtype}, device={self.device})"
 
 
-class WhiteNoise(NoiseSource):
-    """I.i.d. standard Gaussian steps, N(0, I) (exact; ``torch.randn``). Holds no tensors."""
+BLOCK_NUMBERS = 1 << 18  # numbers drawn at once by the i.i.d. sources (1 MiB in float32)
+
+
+class BlockedIID(NoiseSource):
+    """I.i.d. steps drawn ``block`` steps at a time and handed out one by one.
+
+    Why: torch runs an elementwise kernel on one thread below 32768 elements, so a per-step draw
+    for a small model uses one core; a block of ``BLOCK_NUMBERS`` numbers uses them all, and the
+    transform of SαS is several transcendental functions per number. The stream is the same
+    distribution whatever the block (but not the same numbers as per-step draws). State: the
+    current block and the position in it (at most ``BLOCK_NUMBERS`` numbers).
+    """
+
+    def __init__(self, size: Size, generator=None, dtype=torch.float32, device=None, block: Optional[int] = None):
+        super().__init__(size, generator, dtype, device)
+        self.block = int(block or max(1, BLOCK_NUMBERS // self.numel))
+        self._buffer = torch.empty(0, self.numel, dtype=self.dtype, device=self.device)
+        self._position = 0
+
+    @abc.abstractmethod
+    def draw(self, rows: int) -> torch.Tensor:
+        """``rows`` i.i.d. steps as a (rows, numel) tensor."""
+
+    def _next_row(self) -> torch.Tensor:
+        if self._position == len(self._buffer):
+            self._buffer = self.draw(self.block)
+            self._position = 0
+        row = self._buffer[self._position]
+        self._position += 1
+        return row
 
     def sample(self) -> torch.Tensor:
         self.steps += 1
-        return self._randn(*self.shape)
+        return self._next_row().view(self.shape)
+
+    def state_dict(self) -> StateDict:
+        return {**super().state_dict(), "buffer": self._buffer.clone(), "position": self._position}
+
+    def load_state_dict(self, state: StateDict) -> None:
+        super().load_state_dict(state)
+        buffer = state.get("buffer")
+        if not isinstance(buffer, torch.Tensor) or (buffer.numel() and buffer.shape[1] != self.numel):
+            raise ValueError(f"{type(self).__name__}.load_state_dict: 'buffer' must be a (rows, {self.numel}) tensor")
+        self._buffer = buffer.to(dtype=self.dtype, device=self.device).clone()
+        self._position = int(state["position"])
 
 
-class AntiCorrelatedNoise(NoiseSource):
+class WhiteNoise(BlockedIID):
+    """I.i.d. standard Gaussian steps, N(0, I) (exact; ``torch.randn``)."""
+
+    def draw(self, rows: int) -> torch.Tensor:
+        return self._randn(rows, self.numel)
+
+
+class StableNoise(BlockedIID):
+    """I.i.d. SαS steps of unit scale (:func:`symmetric_alpha_stable`)."""
+
+    def __init__(self, alpha: float, size: Size, generator=None, dtype=torch.float32, device=None,
+                 block: Optional[int] = None):
+        self.alpha = _check_alpha(alpha)
+        super().__init__(size, generator, dtype, device, block)
+
+    def draw(self, rows: int) -> torch.Tensor:
+        return symmetric_alpha_stable(self.alpha, (rows, self.numel), generator=self.generator,
+                                      dtype=self.dtype, device=self.device)
+
+
+class AntiCorrelatedNoise(WhiteNoise):
     """Anti-correlated Gaussian steps zeta_t = w_t - w_{t-1}, w i.i.d. N(0, I) (exact).
 
     Each coordinate has variance 2, lag-1 autocovariance -1 (correlation -1/2) and zero
     autocovariance beyond lag 1. The previous w is drawn at construction, so the first step is
-    already stationary. State: the previous w (``numel`` elements).
+    already stationary. State: the previous w (``numel`` elements) and the block of w's.
     """
 
-    def __init__(self, size: Size, generator=None, dtype=torch.float32, device=None):
-        super().__init__(size, generator, dtype, device)
-        self._prev = self._randn(self.numel)
+    def __init__(self, size: Size, generator=None, dtype=torch.float32, device=None, block: Optional[int] = None):
+        super().__init__(size, generator, dtype, device, block)
+        self._prev = self._next_row().clone()
 
     def sample(self) -> torch.Tensor:
-        w = self._randn(self.numel)
+        w = self._next_row()
         out = w - self._prev
         self._prev = w
         self.steps += 1
@@ -365,6 +424,7 @@ class AntiCorrelatedNoise(NoiseSource):
 
     def load_state_dict(self, state: StateDict) -> None:
         super().load_state_dict(state)
+        self._prev = self._prev.clone()
         self._load_tensor(state, "prev", self._prev)
 
 

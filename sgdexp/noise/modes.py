@@ -12,7 +12,7 @@ from typing import Dict, Optional
 import torch
 from omegaconf import DictConfig
 
-from sgdexp.noise.generators import AntiCorrelatedNoise, NoiseSource, StreamingFGN, WhiteNoise, symmetric_alpha_stable
+from sgdexp.noise.generators import AntiCorrelatedNoise, NoiseSource, StableNoise, StreamingFGN, WhiteNoise
 
 from sgdexp.data import make_sampler
 from sgdexp.gradients import GradientSource
@@ -181,19 +181,6 @@ class FractionalGD(InjectedNoise):
         from sgdexp.stats import hurst_exponent
 
         return {**super().summarise(record), "noise/hurst": float(hurst_exponent(record, dim=0).mean())}
-
-
-class StableNoise(NoiseSource):
-    """I.i.d. SαS steps of unit scale (stateless apart from the caller's generator)."""
-
-    def __init__(self, alpha: float, size, generator=None, dtype=torch.float32, device=None):
-        super().__init__(size, generator, dtype, device)
-        self.alpha = alpha
-
-    def sample(self) -> torch.Tensor:
-        self.steps += 1
-        return symmetric_alpha_stable(self.alpha, self.shape, generator=self.generator, dtype=self.dtype,
-                                      device=self.device)
 
 
 @MODES.register("gd_levy")
