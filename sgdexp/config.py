@@ -76,23 +76,23 @@ class DigitsConfig(DatasetConfig):
 
 
 @dataclass
-class GaussianMixtureConfig(DatasetConfig):
+class SyntheticDatasetConfig(DatasetConfig):
     n_train: int = ranged(MISSING, ge=1)
     n_test: int = ranged(MISSING, ge=1)
     dim: int = ranged(MISSING, ge=1)
-    classes: int = ranged(MISSING, ge=2)
-    separation: float = ranged(MISSING, gt=0.0)
     data_seed: int = ranged(MISSING, ge=0)
 
 
 @dataclass
-class TeacherStudentConfig(DatasetConfig):
-    n_train: int = ranged(MISSING, ge=1)
-    n_test: int = ranged(MISSING, ge=1)
-    dim: int = ranged(MISSING, ge=1)
+class GaussianMixtureConfig(SyntheticDatasetConfig):
+    classes: int = ranged(MISSING, ge=2)
+    separation: float = ranged(MISSING, gt=0.0)
+
+
+@dataclass
+class TeacherStudentConfig(SyntheticDatasetConfig):
     teacher_width: int = ranged(MISSING, ge=1)
     label_noise: float = ranged(MISSING, ge=0.0)
-    data_seed: int = ranged(MISSING, ge=0)
 
 
 # ----------------------------------------------------------------------------- model

@@ -56,36 +56,33 @@ def mlp(cfg: DictConfig, input_shape, num_outputs: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-@MODELS.register("cnn")
-def cnn(cfg: DictConfig, input_shape, num_outputs: int) -> nn.Module:
-    c, h, _ = _image(input_shape, "cnn")
+def _conv_net(input_shape, num_outputs: int, channels, convs_per_stage: int, norm: str, activation: str,
+              hidden: int, model: str) -> nn.Module:
+    """Stages of 3x3 convolutions (each followed by `norm` and `activation`), a 2x2 max-pool after
+    each stage while the image is larger than 1x1, global average pooling and a one-hidden-layer head."""
+    c, h, _ = _image(input_shape, model)
+    act = _ACTIVATIONS[activation]
     layers: List[nn.Module] = []
-    for width in cfg.channels:
-        layers += [nn.Conv2d(c, width, 3, padding=1, bias=cfg.norm == "none"), _norm2d(cfg.norm, width),
-                   _ACTIVATIONS[cfg.activation]()]
-        if h > 1:
-            layers.append(nn.MaxPool2d(2))
-            h //= 2
-        c = width
-    act = _ACTIVATIONS[cfg.activation]
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, cfg.hidden), act(), nn.Linear(cfg.hidden, num_outputs)]
-    return nn.Sequential(*layers)
-
-
-@MODELS.register("vgg")
-def vgg(cfg: DictConfig, input_shape, num_outputs: int) -> nn.Module:
-    c, h, _ = _image(input_shape, "vgg")
-    layers: List[nn.Module] = []
-    for width in cfg.channels:
-        for _ in range(cfg.convs_per_stage):
-            layers += [nn.Conv2d(c, width, 3, padding=1, bias=not cfg.batch_norm),
-                       nn.BatchNorm2d(width) if cfg.batch_norm else nn.Identity(), nn.ReLU()]
+    for width in channels:
+        for _ in range(convs_per_stage):
+            layers += [nn.Conv2d(c, width, 3, padding=1, bias=norm == "none"), _norm2d(norm, width), act()]
             c = width
         if h > 1:
             layers.append(nn.MaxPool2d(2))
             h //= 2
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, num_outputs)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, hidden), act(), nn.Linear(hidden, num_outputs)]
     return nn.Sequential(*layers)
+
+
+@MODELS.register("cnn")
+def cnn(cfg: DictConfig, input_shape, num_outputs: int) -> nn.Module:
+    return _conv_net(input_shape, num_outputs, cfg.channels, 1, cfg.norm, cfg.activation, cfg.hidden, "cnn")
+
+
+@MODELS.register("vgg")
+def vgg(cfg: DictConfig, input_shape, num_outputs: int) -> nn.Module:
+    norm = "batch" if cfg.batch_norm else "none"
+    return _conv_net(input_shape, num_outputs, cfg.channels, cfg.convs_per_stage, norm, "relu", cfg.hidden, "vgg")
 
 
 class BasicBlock(nn.Module):
