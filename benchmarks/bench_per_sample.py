@@ -44,7 +44,7 @@ def main() -> None:
     rows = torch.arange(n).reshape(-1, 1)
 
     def vmapped_norms():
-        return torch.cat([sum(g.flatten(1).square().sum(1) for g in block.values())
+        return torch.cat([sum(torch.linalg.vector_norm(g.flatten(1), dim=1).square() for g in block.values())
                           for block in src.batch_grad_blocks(rows)])
 
     def loop(reduce: bool):

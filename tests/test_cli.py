@@ -46,3 +46,12 @@ def test_joblib_multirun_two_jobs_wandb_offline(tmp_cwd):
     assert lrs == {0.05, 0.1}
     assert not (tmp_cwd / "wandb").exists() and not (tmp_cwd / "outputs").exists()
     assert len({(job / "wandb_run_id").read_text() for job in jobs}) == 2
+
+
+def test_diverging_run_exits_zero_and_says_so(tmp_cwd):
+    proc = cli(["optimizer.lr=1e6", "trainer.steps=200", "logger=none", "device=cpu", "trainer.progress=false",
+                "hydra.run.dir=run"], cwd=tmp_cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_cwd / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["diverged_step"] <= 200
+    assert "Traceback" not in proc.stderr
