@@ -116,3 +116,51 @@ def test_analyses_do_not_change_training(tmp_path):
     keep = ("train/", "test/", "lr", "epoch")
     strip = lambda rows: [{k: v for k, v in r.items() if k.startswith(keep)} for r in rows]  # noqa: E731
     assert strip(read_metrics(tmp_path / "plain" / "metrics.jsonl")) == strip(read_metrics(tmp_path / "analysed" / "metrics.jsonl"))
+
+
+def test_resume_inside_an_analysis_window_equals_uninterrupted(tmp_path, monkeypatch):
+    from sgdexp.tasks import train as train_module
+
+    overrides = SHORT + ["analysis=[noise_memory,noise_stats]", "analysis.noise_memory.window=64",
+                         "analysis.noise_memory.every=100", "analysis.noise_memory.max_lag=8",
+                         "analysis.noise_stats.every=20", "analysis.noise_stats.batches=16",
+                         "analysis.noise_stats.params=64", "trainer.steps=70"]
+    train_run(tmp_path / "full", overrides)
+    real = train_module.Training.checkpoint
+
+    def dying(self, step):  # the window of steps 1..64 is half recorded at the step-30 checkpoint
+        if step > 30:
+            raise KeyboardInterrupt
+        real(self, step)
+
+    monkeypatch.setattr(train_module.Training, "checkpoint", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(tmp_path / "killed", overrides)
+    monkeypatch.setattr(train_module.Training, "checkpoint", real)
+    train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
+    for name in ("metrics.jsonl", "arrays.jsonl"):
+        assert read_metrics(tmp_path / "killed" / name) == read_metrics(tmp_path / "full" / name)
+    assert any("noise_memory/autocorrelation_lag1" in r for r in read_metrics(tmp_path / "full" / "metrics.jsonl"))
+
+
+def test_arrays_reach_wandb_as_histograms_and_curves(tmp_path, monkeypatch):
+    import wandb
+
+    logged = []
+
+    class FakeRun:
+        summary: dict = {}
+
+        def log(self, row, step):
+            logged.append(row)
+
+        def finish(self, exit_code=0):
+            pass
+
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: FakeRun())
+    train_run(tmp_path, SHORT + ["logger=wandb", "analysis=[noise_stats,noise_memory]", "analysis.noise_stats.every=30",
+                                 "analysis.noise_stats.batches=16", "analysis.noise_stats.params=64",
+                                 "analysis.noise_memory.window=64", "analysis.noise_memory.max_lag=8", "trainer.steps=70"])
+    values = {k: v for row in logged for k, v in row.items()}
+    assert isinstance(values["noise_stats/alpha/1.weight"], wandb.Histogram)
+    assert "noise_memory/autocorrelation" in values and "noise_stats/alpha_pooled" in values

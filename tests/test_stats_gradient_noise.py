@@ -133,3 +133,12 @@ def test_msd_exponent():
     drift = np.arange(200)[:, None] * np.ones((1, 3))
     r = mean_squared_displacement(torch.tensor(drift), lags=[1, 2, 4, 8])
     assert r.exponent == pytest.approx(2.0) and r.msd[0] == pytest.approx(3.0)
+
+
+def test_snr_from_running_sums_equals_snr_of_samples():
+    from sgdexp.stats import gradient_snr, gradient_snr_from_sums
+
+    rng = np.random.default_rng(5)
+    g = rng.normal(0.3, 1.0, size=(50, 40))
+    expected = gradient_snr(g)
+    assert gradient_snr_from_sums(g.sum(0), float((g ** 2).sum()), 50) == pytest.approx(expected, rel=1e-10)

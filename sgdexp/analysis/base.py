@@ -53,7 +53,7 @@ class Analysis:
         pass
 
     def state_dict(self) -> Dict:
-        return {"generator": self.generator.get_state(), "last": dict(self.last)}
+        return {"generator": self.generator.get_state(), "last": {k: float(v) for k, v in self.last.items()}}
 
     def load_state_dict(self, state: Dict) -> None:
         self.generator.set_state(state["generator"])

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from sgdexp.analysis.base import Analysis, CoordinateSample, Measurement, layer_quantiles
-from sgdexp.stats import gaussianity_tests, gradient_snr, tail_index
+from sgdexp.stats import gaussianity_tests, gradient_snr_from_sums, tail_index
 
 
 class NoiseStats(Analysis):
@@ -38,13 +38,16 @@ class NoiseStats(Analysis):
     def compute(self, step: int) -> Optional[Measurement]:
         source, idx = self.source, self.coords.index
         full = source.full_grad_vector(eval_mode=True)
-        recorded, sq_norms, by_layer = [], [], {name: [] for name in source.named_params}
+        # Reduced chunk by chunk: the recorded coordinates, |ξ|², and per-layer sums for the SNR.
+        recorded, sq_norms = [], []
+        layer_sum = torch.zeros(source.dim, dtype=torch.float64, device=full.device)
+        layer_sq = torch.zeros(len(source.numels), dtype=torch.float64, device=full.device)
         for g in source.minibatch_grads(self._batches()):
             xi = g - full
             recorded.append(xi[:, idx].double().cpu())
             sq_norms.append(xi.double().square().sum(dim=1).cpu())
-            for name, part in zip(source.named_params, g.split(source.numels, dim=1)):
-                by_layer[name].append(part.double().cpu())
+            layer_sum += g.sum(dim=0).double()
+            layer_sq += torch.stack([p.double().square().sum() for p in g.split(source.numels, dim=1)])
         X = torch.cat(recorded).numpy()  # (M, params)
         sq = torch.cat(sq_norms).numpy()
         alpha = np.asarray(tail_index(X, dim=0, method=self.cfg.tail_method), dtype=float).reshape(-1)
@@ -53,7 +56,9 @@ class NoiseStats(Analysis):
         factor = b * (n - 1) / (n - b) if n > b else float(b)
         trace, trace_se = factor * float(sq.mean()), factor * float(sq.std(ddof=1)) / np.sqrt(len(sq))
         grad_sq = float(full.double().square().sum())
-        snr = gradient_snr({k: torch.cat(v) for k, v in by_layer.items()})
+        m = len(sq)
+        snr = {name: gradient_snr_from_sums(part, float(q), m)
+               for name, part, q in zip(source.named_params, layer_sum.split(source.numels), layer_sq)}
         scalars: Dict[str, float] = {
             "noise_stats/alpha_pooled": float(tail_index(X, method=self.cfg.tail_method, pooled=True)),
             "noise_stats/alpha_median": float(np.nanmedian(alpha)),

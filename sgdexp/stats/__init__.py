@@ -28,6 +28,7 @@ from .gradient_noise import (
     covariance_hessian_alignment,
     gradient_noise_scale,
     gradient_snr,
+    gradient_snr_from_sums,
     mean_squared_displacement,
     noise_scale_two_batch,
 )
@@ -39,6 +40,6 @@ __all__ = [
     "hurst_exponent", "HURST_METHODS", "DEFAULT_HURST_METHOD", "fgn_spectral_shape",
     "autocorrelation",
     "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
-    "gradient_noise_scale", "noise_scale_two_batch", "NoiseScale", "gradient_snr",
+    "gradient_noise_scale", "noise_scale_two_batch", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
     "covariance_hessian_alignment", "Alignment", "mean_squared_displacement", "MSDResult",
 ]

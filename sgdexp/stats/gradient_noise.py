@@ -171,11 +171,26 @@ def _snr_one(x, debias: bool) -> float:
     if N < 2:
         raise ValueError("gradient_snr needs at least 2 gradient samples per layer")
     mean = _row_mean(G)
-    var_sum = _sum_sq_dev(G, mean) / (N - 1)
-    sig = float(mean @ mean)
+    return _snr(float(mean @ mean), _sum_sq_dev(G, mean) / (N - 1), N, debias)
+
+
+def _snr(sig: float, var_sum: float, n: int, debias: bool) -> float:
     if debias:
-        sig -= var_sum / N
+        sig -= var_sum / n
     return sig / var_sum if var_sum > 0 else float("inf")
+
+
+def gradient_snr_from_sums(total, sq_total: float, n: int, *, debias: bool = False) -> float:
+    r"""The :func:`gradient_snr` of one layer from running sums, for gradients too many to keep:
+    ``total`` = :math:`\sum_i g_i` (a vector), ``sq_total`` = :math:`\sum_i |g_i|^2`, ``n`` samples.
+
+    Uses :math:`\sum_i |g_i - \bar g|^2 = \sum_i |g_i|^2 - n|\bar g|^2` (fine in float64 unless the
+    noise is below ~1e-8 of the signal)."""
+    if n < 2:
+        raise ValueError("gradient_snr_from_sums needs at least 2 gradient samples")
+    mean = _t(total).reshape(-1) / n
+    sig = float(mean @ mean)
+    return _snr(sig, max(0.0, (float(sq_total) - n * sig) / (n - 1)), n, debias)
 
 
 def gradient_snr(grads_by_layer, *, debias: bool = False):
