@@ -1,11 +1,11 @@
 """Per-step wall time of every noise mode relative to plain `gd`, on the default MLP and digits.
 
-    python benchmarks/bench_noise_modes.py [--steps 400] [--quick]
+    python benchmarks/bench_noise_modes.py [--steps 1000] [--quick]
 
 Each mode takes the same full-batch steps (noise application and optimizer step, metrics measured
 every 10th step as in training); modes are interleaved over repeats and the fastest repeat counts.
-Rows: σ fixed (the generator's cost alone), and σ matched (re-estimated every `match_every` = 100
-steps from exact per-sample gradients, amortised). Targets: white, Lévy and anti-correlated <= 1.1x,
+Rows: σ fixed (the generator's cost alone), and σ matched (re-estimated every `match_every` = 250
+steps from the gradients of 1024 random samples, amortised). Targets: white, Lévy and anti-correlated <= 1.1x,
 streaming fGn <= 1.3x, SGD-covariance <= 3x.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def time_mode(mode: str, sigma: str, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()

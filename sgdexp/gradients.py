@@ -35,6 +35,12 @@ class GradientSource:
     def n_train(self) -> int:
         return self.data.n_train
 
+    def _chunks(self, split: str = "train") -> Iterator[tuple]:
+        """(start, x, y) over `split` in chunks of `chunk_size`: full-batch work in bounded memory."""
+        x_all, y_all = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+        for start in range(0, len(x_all), self.chunk_size):
+            yield start, x_all[start : start + self.chunk_size], y_all[start : start + self.chunk_size]
+
     def _zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
@@ -50,8 +56,7 @@ class GradientSource:
         """Write the full-batch gradient ∇L into `.grad`, in chunks of `chunk_size`; return L."""
         self._zero_grad()
         n, total = self.n_train, torch.zeros((), device=self.data.x_train.device)
-        for start in range(0, n, self.chunk_size):
-            x, y = self.data.x_train[start : start + self.chunk_size], self.data.y_train[start : start + self.chunk_size]
+        for _, x, y in self._chunks():
             loss = self.loss_fn(self.model(x), y) * (len(x) / n)
             loss.backward()
             total += loss.detach()
@@ -70,8 +75,7 @@ class GradientSource:
         """
         self._zero_grad()
         n, total = self.n_train, torch.zeros((), device=weights.device)
-        for start in range(0, n, self.chunk_size):
-            x, y = self.data.x_train[start : start + self.chunk_size], self.data.y_train[start : start + self.chunk_size]
+        for start, x, y in self._chunks():
             losses = self.per_sample_loss(self.model(x), y)
             (losses * weights[start : start + len(x)]).sum().backward()
             total += losses.detach().sum() / n
@@ -87,10 +91,8 @@ class GradientSource:
         self.model.train(not eval_mode and was_training)
         total = torch.zeros(self.dim, device=self.data.x_train.device)
         try:
-            n = self.n_train
-            for start in range(0, n, self.chunk_size):
-                x, y = self.data.x_train[start : start + self.chunk_size], self.data.y_train[start : start + self.chunk_size]
-                loss = self.loss_fn(self.model(x), y) * (len(x) / n)
+            for _, x, y in self._chunks():
+                loss = self.loss_fn(self.model(x), y) * (len(x) / self.n_train)
                 total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, self.params)])
         finally:
             self.model.train(was_training)
@@ -188,8 +190,7 @@ class GradientSource:
         was_training = self.model.training
         self.model.eval()
         loss_sum, correct = torch.zeros((), dtype=torch.float64, device=x_all.device), 0
-        for start in range(0, len(x_all), self.chunk_size):
-            x, y = x_all[start : start + self.chunk_size], y_all[start : start + self.chunk_size]
+        for _, x, y in self._chunks(split):
             out = self.model(x)
             loss_sum += self.loss_fn(out, y, reduction="sum").double()
             if self.classification:

@@ -1,6 +1,8 @@
-"""Noise for SGD experiments: generators of zeta_t (this file's first block) and noise-injection modes.
+"""Noise for SGD experiments: generators of zeta_t and noise modes.
 
-Generators live in :mod:`sgdexp.noise.generators`; see its docstring for methods and errors.
+Generators (pure torch, re-exported here) live in :mod:`sgdexp.noise.generators`; see its
+docstring for methods and errors. The noise modes of the `noise` config group, which need a model
+and data, live in :mod:`sgdexp.noise.modes`.
 """
 from sgdexp.noise.generators import (
     AntiCorrelatedNoise,
@@ -30,4 +32,3 @@ __all__ = [
     "symmetric_alpha_stable",
 ]
 
-# Noise-injection modes (sgdexp/noise/modes.py) are imported below.
