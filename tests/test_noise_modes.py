@@ -147,3 +147,15 @@ def test_trace_on_a_sample_subset_is_unbiased():
     estimate = float(source.noise_trace(full_sq, subset))
     se = float(sq.std()) / math.sqrt(k) * math.sqrt(1 - k / n)  # sampling without replacement
     assert abs(estimate - exact) < 4 * se
+
+
+def test_matched_sigma_from_minibatches_is_unbiased():
+    cfg = make_cfg(["noise=gd_white", "noise.match_samples=512", "noise.batch_size=32", "model.widths=[16]"])
+    setup = build_setup(cfg)
+    source, mode = setup.source, setup.noise
+    source.backward_full()
+    exact = float(source.noise_trace())
+    estimates = torch.tensor([mode.matched_sigma() ** 2 * 32 * source.dim for _ in range(20)], dtype=torch.float64)
+    # 20 independent estimates (16 minibatches each): their mean is within 4 standard errors of tr C
+    assert abs(float(estimates.mean()) - exact) < 4 * float(estimates.std()) / math.sqrt(20)
+    assert float(estimates.std()) < 0.3 * exact

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from sgdexp.analysis.base import Analysis, CoordinateSample, Measurement, layer_quantiles
-from sgdexp.stats import gaussianity_tests, gradient_snr_from_sums, tail_index
+from sgdexp.data import random_batches
+from sgdexp.stats import gaussianity_tests, gradient_snr_from_sums, tail_index, trace_from_minibatch_noise
 
 
 class NoiseStats(Analysis):
@@ -30,11 +31,6 @@ class NoiseStats(Analysis):
         self.coords = CoordinateSample(source, cfg.params, self.generator)
         self.batch_size = int(noise_cfg.batch_size)
 
-    def _batches(self) -> torch.Tensor:
-        n, b = self.source.n_train, self.batch_size
-        rows = [torch.randperm(n, generator=self.generator)[:b] for _ in range(self.cfg.batches)]
-        return torch.stack(rows).to(self.source.data.x_train.device)
-
     def compute(self, step: int) -> Optional[Measurement]:
         source, idx = self.source, self.coords.index
         full = source.full_grad_vector(eval_mode=True)
@@ -42,7 +38,8 @@ class NoiseStats(Analysis):
         recorded, sq_norms = [], []
         layer_sum = torch.zeros(source.dim, dtype=torch.float64, device=full.device)
         layer_sq = torch.zeros(len(source.numels), dtype=torch.float64, device=full.device)
-        for g in source.minibatch_grads(self._batches()):
+        batches = random_batches(source.n_train, self.batch_size, self.cfg.batches, self.generator, full.device)
+        for g in source.minibatch_grads(batches):
             xi = g - full
             recorded.append(xi[:, idx].double().cpu())
             sq_norms.append(xi.double().square().sum(dim=1).cpu())
@@ -52,9 +49,7 @@ class NoiseStats(Analysis):
         sq = torch.cat(sq_norms).numpy()
         alpha = np.asarray(tail_index(X, dim=0, method=self.cfg.tail_method), dtype=float).reshape(-1)
         gauss = gaussianity_tests(X, dim=0, alpha_level=self.cfg.fdr_level)
-        n, b = self.source.n_train, self.batch_size
-        factor = b * (n - 1) / (n - b) if n > b else float(b)
-        trace, trace_se = factor * float(sq.mean()), factor * float(sq.std(ddof=1)) / np.sqrt(len(sq))
+        trace, trace_se = trace_from_minibatch_noise(sq, self.batch_size, self.source.n_train)
         grad_sq = float(full.double().square().sum())
         m = len(sq)
         snr = {name: gradient_snr_from_sums(part, float(q), m)

@@ -67,5 +67,12 @@ class ReplacementSampler(Sampler):
         return torch.randint(self.n, (self.batch_size,), generator=self.generator).to(self.device)
 
 
+def random_batches(n: int, batch_size: int, count: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """`count` independent batches (rows) of `batch_size` distinct indices from range(n), for
+    measurements at fixed weights (each batch as an epoch sampler would draw it)."""
+    rows = [torch.randperm(n, generator=generator)[:batch_size] for _ in range(count)]
+    return torch.stack(rows).to(device)
+
+
 def make_sampler(name: str, n: int, batch_size: int, seed: int, device: torch.device) -> Sampler:
     return SAMPLERS.get(name)(n, batch_size, seed, device)

@@ -14,10 +14,11 @@ from omegaconf import DictConfig
 
 from sgdexp.noise.generators import AntiCorrelatedNoise, NoiseSource, StableNoise, StreamingFGN, WhiteNoise
 
-from sgdexp.data import make_sampler
+from sgdexp.data import make_sampler, random_batches
 from sgdexp.gradients import GradientSource
 from sgdexp.registry import Registry
 from sgdexp.seeding import derive_seed
+from sgdexp.stats import trace_from_minibatch_noise
 
 MODES: Registry[type] = Registry("noise.name")
 
@@ -111,15 +112,21 @@ class InjectedNoise(NoiseMode):
     def matched_sigma(self) -> float:
         """σ with σ² · d · Var(ζ_i) = tr(C)/B: the same total noise power as SGD at batch size B.
 
-        Called right after the step's full gradient, whose norm it reuses from `.grad`; the mean
-        squared per-sample gradient is taken over `match_samples` random samples (all when 0 or ≥ N)."""
-        n, k = self.source.n_train, self.cfg.match_samples
-        subset = None
-        if 0 < k < n:
-            subset = torch.randperm(n, generator=self.match_generator)[:k].to(self.device)
-        grad_sq = float(self.source.flat_grad().double().square().sum())
-        trace = max(0.0, float(self.source.noise_trace(grad_sq, subset)))
-        return math.sqrt(trace / (self.cfg.batch_size * self.source.dim * self.zeta_variance))
+        Called right after the step's full gradient. tr C is estimated from the noise of
+        `match_samples` / B random minibatches (one vmap over batches, memory O(batches · d); see
+        `stats.trace_from_minibatch_noise`), or exactly from all N per-sample gradients when
+        `match_samples` is 0 or ≥ N."""
+        source, b, n, k = self.source, self.cfg.batch_size, self.source.n_train, self.cfg.match_samples
+        has_buffers = any(True for _ in source.model.buffers())
+        # ∇L as the step has it, unless BatchNorm makes train-mode and eval-mode gradients differ
+        full = source.full_grad_vector(eval_mode=True) if has_buffers else source.flat_grad()
+        if k == 0 or k >= n:
+            trace = float(source.noise_trace(float(full.double().square().sum())))
+        else:
+            batches = random_batches(n, b, max(2, k // b), self.match_generator, self.device)
+            sq = torch.cat([(g - full).double().square().sum(dim=1) for g in source.minibatch_grads(batches)])
+            trace, _ = trace_from_minibatch_noise(sq, b, n)
+        return math.sqrt(max(0.0, trace) / (b * source.dim * self.zeta_variance))
 
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
         loss = self.source.backward_full()

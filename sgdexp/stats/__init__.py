@@ -31,6 +31,7 @@ from .gradient_noise import (
     gradient_snr_from_sums,
     mean_squared_displacement,
     noise_scale_two_batch,
+    trace_from_minibatch_noise,
 )
 from .hurst import DEFAULT_HURST_METHOD, HURST_METHODS, fgn_spectral_shape, hurst_exponent
 from .tail import DEFAULT_TAIL_METHOD, TAIL_METHODS, tail_index
@@ -40,6 +41,6 @@ __all__ = [
     "hurst_exponent", "HURST_METHODS", "DEFAULT_HURST_METHOD", "fgn_spectral_shape",
     "autocorrelation",
     "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
-    "gradient_noise_scale", "noise_scale_two_batch", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
+    "gradient_noise_scale", "noise_scale_two_batch", "trace_from_minibatch_noise", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
     "covariance_hessian_alignment", "Alignment", "mean_squared_displacement", "MSDResult",
 ]

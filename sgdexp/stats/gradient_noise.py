@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import torch
 
@@ -123,6 +125,21 @@ def gradient_noise_scale(grads, full_grad=None, batch_size: int = 1) -> NoiseSca
     if full_grad is None:
         g2 -= trace / (B * N)
     return NoiseScale(b_simple=trace / g2 if g2 > 0 else float("inf"), trace_cov=trace, grad_sq_norm=g2)
+
+
+def trace_from_minibatch_noise(sq_norms, batch_size: int, n: int) -> tuple[float, float]:
+    r"""tr C and its standard error from squared norms :math:`|g_B - \nabla L|^2` of M minibatch noises.
+
+    Batches of B samples drawn without replacement from n have noise covariance
+    :math:`\frac{C}{B}\frac{n-B}{n-1}` (C: the per-sample covariance with divisor n), so
+    :math:`\mathrm{tr}\,C = B\frac{n-1}{n-B}\,\overline{|\xi|^2}` (with-replacement batches, or n = inf:
+    :math:`B\,\overline{|\xi|^2}`). The standard error is that of the mean over the M batches.
+    """
+    sq = _t(sq_norms).reshape(-1)
+    if sq.numel() < 2:
+        raise ValueError("trace_from_minibatch_noise needs at least 2 minibatches")
+    factor = batch_size * (n - 1) / (n - batch_size) if n > batch_size else float(batch_size)
+    return factor * float(sq.mean()), factor * float(sq.std()) / math.sqrt(sq.numel())
 
 
 def noise_scale_two_batch(g_small_sq_norms, g_big_sq_norms, b_small: int, b_big: int) -> NoiseScale:
