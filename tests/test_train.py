@@ -165,3 +165,12 @@ def test_wandb_gets_resolved_config_group_scalars_and_status(tmp_path, monkeypat
     assert set(logged) == set(local) and logged[60]["test/loss"] == local[60]["test/loss"]
     assert "step" not in logged[60]
     assert FakeRun.summary["status"] == "completed" and calls["exit_code"] == 0
+
+
+def test_wandb_key_never_lands_in_outputs(tmp_path, tmp_cwd, monkeypatch):
+    secret = "f00dfeed" * 5  # the shape of a W&B API key
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    out = tmp_path / "run"
+    run_task(make_cfg(SHORT + ["logger=wandb", "logger.mode=offline"]), out)
+    leaked = [p for p in out.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not leaked
