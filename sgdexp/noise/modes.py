@@ -12,13 +12,12 @@ from typing import Dict, Optional
 import torch
 from omegaconf import DictConfig
 
-from sgdexp.noise.generators import AntiCorrelatedNoise, NoiseSource, StableNoise, StreamingFGN, WhiteNoise
-
 from sgdexp.data import make_sampler, random_batches
 from sgdexp.gradients import GradientSource
+from sgdexp.noise.generators import AntiCorrelatedNoise, NoiseSource, StableNoise, StreamingFGN, WhiteNoise
 from sgdexp.registry import Registry
 from sgdexp.seeding import derive_seed
-from sgdexp.stats import trace_from_minibatch_noise
+from sgdexp.stats import autocorrelation, hurst_exponent, tail_index, trace_from_minibatch_noise
 
 MODES: Registry[type] = Registry("noise.name")
 
@@ -105,8 +104,6 @@ class InjectedNoise(NoiseMode):
 
     def summarise(self, record: torch.Tensor) -> Dict[str, float]:
         """Statistics of a full window of recorded ζ (steps × coordinates)."""
-        from sgdexp.stats import autocorrelation
-
         return {"noise/lag1_autocorrelation": float(autocorrelation(record, 1, dim=0)[1].mean())}
 
     def matched_sigma(self) -> float:
@@ -185,8 +182,6 @@ class FractionalGD(InjectedNoise):
                             n_factors=self.cfg.n_factors)
 
     def summarise(self, record: torch.Tensor) -> Dict[str, float]:
-        from sgdexp.stats import hurst_exponent
-
         return {**super().summarise(record), "noise/hurst": float(hurst_exponent(record, dim=0).mean())}
 
 
@@ -200,8 +195,6 @@ class LevyGD(InjectedNoise):
         return StableNoise(self.cfg.alpha, dim, generator=self.generator, device=self.device)
 
     def summarise(self, record: torch.Tensor) -> Dict[str, float]:
-        from sgdexp.stats import tail_index
-
         return {"noise/alpha": float(tail_index(record, dim=0).mean())}
 
 
