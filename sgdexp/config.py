@@ -229,6 +229,7 @@ class WandbConfig:
     project: str = "sgdexp"
     entity: Optional[str] = None
     tags: List[str] = field(default_factory=list)
+    log_checkpoint: bool = True  # the final checkpoint as a W&B artifact (type "model")
 
 
 @dataclass

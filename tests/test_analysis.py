@@ -150,9 +150,13 @@ def test_arrays_reach_wandb_as_histograms_and_curves(tmp_path, monkeypatch):
 
     class FakeRun:
         summary: dict = {}
+        id = "fake0002"
 
         def log(self, row, step):
             logged.append(row)
+
+        def log_artifact(self, artifact):
+            pass
 
         def finish(self, exit_code=0):
             pass

@@ -143,9 +143,13 @@ def test_wandb_gets_resolved_config_group_scalars_and_status(tmp_path, monkeypat
 
     class FakeRun:
         summary: dict = {}
+        id = "fake0001"
 
         def log(self, row, step):
             calls.setdefault("log", []).append((step, row))
+
+        def log_artifact(self, artifact):
+            calls["artifact"] = artifact
 
         def finish(self, exit_code=0):
             calls["exit_code"] = exit_code
@@ -165,6 +169,7 @@ def test_wandb_gets_resolved_config_group_scalars_and_status(tmp_path, monkeypat
     assert set(logged) == set(local) and logged[60]["test/loss"] == local[60]["test/loss"]
     assert "step" not in logged[60]
     assert FakeRun.summary["status"] == "completed" and calls["exit_code"] == 0
+    assert calls["artifact"].type == "model" and calls["artifact"].name.startswith("checkpoint-fake0001")
 
 
 def test_wandb_key_never_lands_in_outputs(tmp_path, tmp_cwd, monkeypatch):

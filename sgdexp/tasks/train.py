@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sgdexp.analysis import Analysis, build_analyses
-from sgdexp.checkpoint import load_checkpoint, save_checkpoint
+from sgdexp.checkpoint import LAST, load_checkpoint, save_checkpoint
 from sgdexp.schedules import lr_factor_fn
 from sgdexp.tasks import TASKS
 from sgdexp.tasks.setup import Setup, build_setup
@@ -114,7 +114,7 @@ class Training:
             for a in self.analyses:
                 summary.update(a.last)
             summary["wall_time_s"] = self.wall_time()
-            self.tracker.finish(summary)
+            self.tracker.finish(summary, checkpoint=self.out_dir / LAST)
         log.info("%s at step %d: %s", summary["status"], summary["step"],
                  ", ".join(f"{k}={v:.4g}" for k, v in self.last_eval.items()))
         return float(self.last_eval.get("test/loss", math.inf)) if summary["status"] == "completed" else math.inf

@@ -18,6 +18,7 @@ class Tracker:
         if cfg.logger.name == "wandb" and cfg.logger.mode != "disabled":
             config = OmegaConf.to_container(cfg, resolve=True)
             self.wandb = WandbRun(cfg.logger, config, out_dir, group, resume=resume_step is not None)
+        self.log_checkpoint = bool(cfg.logger.get("log_checkpoint", False))
 
     def log(self, row: Dict[str, Any]) -> None:
         self.store.log(row)
@@ -32,8 +33,11 @@ class Tracker:
         if self.wandb is not None:
             self.wandb.log_arrays(arrays, step=step)
 
-    def finish(self, summary: Dict[str, Any]) -> None:
+    def finish(self, summary: Dict[str, Any], checkpoint: Optional[Path] = None) -> None:
+        """Write the summary; with W&B, also upload `checkpoint` (if `logger.log_checkpoint`) and close the run."""
         self.store.write_summary(summary)
         self.store.close()
         if self.wandb is not None:
+            if checkpoint is not None and self.log_checkpoint:
+                self.wandb.log_checkpoint(checkpoint)
             self.wandb.finish(jsonable(summary))

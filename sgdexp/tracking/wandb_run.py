@@ -64,6 +64,19 @@ class WandbRun:
 
         self._call("log", convert)
 
+    def log_checkpoint(self, path: Path) -> None:
+        if self.run is None or not path.exists():
+            return
+
+        def upload():
+            import wandb
+
+            artifact = wandb.Artifact(f"checkpoint-{self.run.id}", type="model")
+            artifact.add_file(str(path))
+            self.run.log_artifact(artifact)
+
+        self._call("log_artifact", upload)
+
     def finish(self, summary: Dict[str, Any]) -> None:
         if self.run is None:
             return
