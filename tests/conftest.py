@@ -36,6 +36,25 @@ def train_run(out_dir: Path, overrides: Optional[List[str]] = None) -> dict:
     return json.loads((Path(out_dir) / "summary.json").read_text())
 
 
+def kill_after_checkpoint(out_dir: Path, overrides: List[str], monkeypatch, last_checkpoint: int) -> None:
+    """Run training in `out_dir` and kill it (KeyboardInterrupt) at the first checkpoint after
+    step `last_checkpoint`, as a preempted job dies: rows after that checkpoint are logged, the
+    checkpoint is not updated."""
+    from sgdexp.tasks import train as train_module
+
+    real = train_module.Training.checkpoint
+
+    def dying(self, step):
+        if step > last_checkpoint:
+            raise KeyboardInterrupt("killed")
+        real(self, step)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module.Training, "checkpoint", dying)
+        with pytest.raises(KeyboardInterrupt):
+            train_run(out_dir, overrides)
+
+
 def cli(args: List[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m sgdexp <args>` in a subprocess, as a user runs it."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"}

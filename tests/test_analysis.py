@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_cfg, train_run
+from conftest import kill_after_checkpoint, make_cfg, train_run
 from sgdexp.data import make_sampler
 from sgdexp.stats import autocorrelation
 from sgdexp.tasks.setup import build_setup
@@ -119,24 +119,13 @@ def test_analyses_do_not_change_training(tmp_path):
 
 
 def test_resume_inside_an_analysis_window_equals_uninterrupted(tmp_path, monkeypatch):
-    from sgdexp.tasks import train as train_module
-
     overrides = SHORT + ["analysis=[noise_memory,noise_stats]", "analysis.noise_memory.window=64",
                          "analysis.noise_memory.every=100", "analysis.noise_memory.max_lag=8",
                          "analysis.noise_stats.every=20", "analysis.noise_stats.batches=16",
                          "analysis.noise_stats.params=64", "trainer.steps=70"]
     train_run(tmp_path / "full", overrides)
-    real = train_module.Training.checkpoint
-
-    def dying(self, step):  # the window of steps 1..64 is half recorded at the step-30 checkpoint
-        if step > 30:
-            raise KeyboardInterrupt
-        real(self, step)
-
-    monkeypatch.setattr(train_module.Training, "checkpoint", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(tmp_path / "killed", overrides)
-    monkeypatch.setattr(train_module.Training, "checkpoint", real)
+    # the window of steps 1..64 is half recorded at the step-30 checkpoint
+    kill_after_checkpoint(tmp_path / "killed", overrides, monkeypatch, last_checkpoint=30)
     train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
     for name in ("metrics.jsonl", "arrays.jsonl"):
         assert read_metrics(tmp_path / "killed" / name) == read_metrics(tmp_path / "full" / name)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import CONF, make_cfg, train_run
+from conftest import CONF, kill_after_checkpoint, make_cfg, train_run
 from sgdexp.config import validate
 from sgdexp.errors import ConfigError
 from sgdexp.noise.modes import MODES
@@ -115,21 +115,9 @@ def test_bad_noise_values(override, key):
 
 @pytest.mark.parametrize("mode", ["gd_fbm", "gd_anticorrelated", "gd_levy"])
 def test_injected_modes_resume_exactly(tmp_path, monkeypatch, mode):
-    from sgdexp.tasks import train as train_module
-
     overrides = SHORT + [f"noise={mode}", "noise.record_steps=64", "noise.match_every=30", "model.widths=[16]"]
     train_run(tmp_path / "full", overrides)
-    real = train_module.Training.checkpoint
-
-    def dying(self, step):
-        if step > 40:
-            raise KeyboardInterrupt
-        real(self, step)
-
-    monkeypatch.setattr(train_module.Training, "checkpoint", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(tmp_path / "killed", overrides)
-    monkeypatch.setattr(train_module.Training, "checkpoint", real)
+    kill_after_checkpoint(tmp_path / "killed", overrides, monkeypatch, last_checkpoint=40)
     train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
     assert read_metrics(tmp_path / "killed" / "metrics.jsonl") == read_metrics(tmp_path / "full" / "metrics.jsonl")
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_cfg, train_run
+from conftest import kill_after_checkpoint, make_cfg, train_run
 from sgdexp.tasks import run_task
-from sgdexp.tasks import train as train_module
 from sgdexp.tracking import read_metrics
 
 SHORT = ["trainer.steps=60", "trainer.eval_every=20", "trainer.log_every=10", "trainer.checkpoint_every=30"]
@@ -42,19 +41,10 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch, noise):
     overrides = SHORT + [noise, "optimizer.momentum=0.9", "trainer.lr_schedule=cosine"]
     train_run(tmp_path / "full", overrides)
 
-    # Kill the second run after step 45: its last checkpoint is step 30, rows up to 40 are logged.
-    def dying_checkpoint(self, step):
-        if step > 30:
-            raise KeyboardInterrupt("killed")
-        real_checkpoint(self, step)
-
-    real_checkpoint = train_module.Training.checkpoint
-    monkeypatch.setattr(train_module.Training, "checkpoint", dying_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-        train_run(tmp_path / "killed", overrides)
+    # Killed at the step-60 checkpoint: the last checkpoint is step 30, rows up to 60 are logged.
+    kill_after_checkpoint(tmp_path / "killed", overrides, monkeypatch, last_checkpoint=30)
     assert json.loads((tmp_path / "killed" / "summary.json").read_text())["status"] == "interrupted"
     assert max(r["step"] for r in metrics(tmp_path / "killed")) == 60  # logged past the checkpoint
-    monkeypatch.setattr(train_module.Training, "checkpoint", real_checkpoint)
 
     summary = train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
     assert summary["status"] == "completed"
