@@ -22,7 +22,8 @@ def check_group_choices(argv) -> None:
         known = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
         for value in values:
             if value not in known and value != "null":
-                sys.exit(f"sgdexp: error: {group}={value!r} is not allowed: one of {', '.join(known)}")
+                allowed = f"one of {', '.join(known)}" if known else f"none: sgdexp/conf/{group}/ has no members yet"
+                sys.exit(f"sgdexp: error: {group}={value!r} is not allowed: {allowed}")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
