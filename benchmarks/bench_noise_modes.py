@@ -6,7 +6,7 @@ Each mode takes the same full-batch steps (noise application and optimizer step,
 every 10th step as in training); each mode is timed right after `gd` and the median ratio over
 repeats is printed.
 Rows: σ fixed (the generator's cost alone), and σ matched (re-estimated every `match_every` = 250
-steps from the gradients of 1024 random samples, amortised). Targets: white, Lévy and anti-correlated <= 1.1x,
+steps from 1024 random samples in minibatches, amortised). Targets: white, Lévy and anti-correlated <= 1.1x,
 streaming fGn <= 1.3x, SGD-covariance <= 3x.
 """
 from __future__ import annotations

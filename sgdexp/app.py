@@ -1,7 +1,6 @@
 """The task function behind the CLI: validate, pick the task, turn user mistakes into one line."""
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -9,8 +8,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sgdexp.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 
 def output_dir() -> Path:

@@ -9,7 +9,7 @@ sample alone (in train mode a "per-sample" gradient through batch statistics is 
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, Optional
 
 import torch
 import torch.nn.functional as F

@@ -58,11 +58,19 @@ def test_documented_overrides_compose():
     ("trainer.lr_schedule=linear", "trainer.lr_schedule"),
     ("model.widths=[64,0]", "model.widths[1]"),
     ("device=tpu", "device"),
+    ("noise=gd_fbm noise.hurst=1.0", "noise.hurst"),
+    ("noise=gd_fbm noise.hurst=0", "noise.hurst"),
+    ("noise=gd_levy noise.alpha=2.5", "noise.alpha"),
+    ("noise=gd_levy noise.alpha=0", "noise.alpha"),
+    ("noise=gd_white noise.sigma=-1", "noise.sigma"),
+    ("noise=gd_white noise.sigma=loud", "noise.sigma"),
+    ("noise=gd_fbm noise.n_factors=64", "noise.n_factors"),
 ])
 def test_bad_value_names_key_value_and_range(override, key):
+    """`override`: space-separated overrides; the last one holds the bad value."""
     with pytest.raises(ConfigError) as err:
-        validate(make_cfg([override]))
-    value = override.split("=", 1)[1]
+        validate(make_cfg(override.split()))
+    value = override.split()[-1].split("=", 1)[1]
     assert str(err.value).startswith(f"{key}=")
     assert value.strip("[]").split(",")[-1] in str(err.value)
     assert "allowed" in str(err.value)

@@ -8,7 +8,7 @@ trains the same with or without them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -39,9 +39,11 @@ class Analysis:
         self.name = cfg.name
         self.generator = torch.Generator().manual_seed(derive_seed(seed, f"analysis/{cfg.name}"))
         self.last: Dict[str, float] = {}
+        # The schedule as plain ints: `due` and `observing` run every training step.
+        self.start, self.every = int(cfg.start), int(cfg.every)
 
     def due(self, step: int) -> bool:
-        return step >= self.cfg.start and ((step - self.cfg.start) % self.cfg.every == 0 or step == self.steps)
+        return step >= self.start and ((step - self.start) % self.every == 0 or step == self.steps)
 
     def compute(self, step: int) -> Optional[Measurement]:
         raise NotImplementedError

@@ -33,16 +33,17 @@ class NoiseMemory(Analysis):
         proj = torch.randn(cfg.projections, source.dim, generator=self.generator)
         self.projections = (proj / proj.norm(dim=1, keepdim=True)).to(device)
         width = (len(self.coords) if self.coords else 0) + cfg.projections
-        self.record = torch.zeros(cfg.window, width, dtype=torch.float64, device=device)
+        self.window = int(cfg.window)
+        self.record = torch.zeros(self.window, width, dtype=torch.float64, device=device)
         self.filled = 0
 
     def _window_start(self, step: int) -> Optional[int]:
         """The first step of the window containing `step`, if any (steps are 1-based updates)."""
-        offset = step - 1 - self.cfg.start
+        offset = step - 1 - self.start
         if offset < 0:
             return None
-        start = step - offset % self.cfg.every
-        return start if step - start < self.cfg.window and start + self.cfg.window - 1 <= self.steps else None
+        start = step - offset % self.every
+        return start if step - start < self.window and start + self.window - 1 <= self.steps else None
 
     def observing(self, step: int) -> bool:
         return self._window_start(step) is not None
@@ -56,7 +57,7 @@ class NoiseMemory(Analysis):
         self.filled = position + 1
 
     def due(self, step: int) -> bool:
-        return self.filled == self.cfg.window
+        return self.filled == self.window
 
     def compute(self, step: int) -> Optional[Measurement]:
         X = self.record.cpu().numpy()

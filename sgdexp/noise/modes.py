@@ -91,6 +91,7 @@ class InjectedNoise(NoiseMode):
         self.generator = torch.Generator(device=device).manual_seed(derive_seed(seed, "noise"))
         self.match_generator = torch.Generator().manual_seed(derive_seed(seed, "noise/match"))
         self.zeta = self.make_zeta(source.dim)
+        self.batch_size, self.match_every = int(cfg.batch_size), int(cfg.match_every)  # read every step
         self.matched = cfg.sigma == "matched"
         self.sigma: Optional[float] = None if self.matched else float(cfg.sigma)
         k = min(cfg.record_coords, source.dim)
@@ -113,7 +114,7 @@ class InjectedNoise(NoiseMode):
         `match_samples` / B random minibatches (one vmap over batches, memory O(batches · d); see
         `stats.trace_from_minibatch_noise`), or exactly from all N per-sample gradients when
         `match_samples` is 0 or ≥ N."""
-        source, b, n, k = self.source, self.cfg.batch_size, self.source.n_train, self.cfg.match_samples
+        source, b, n, k = self.source, self.batch_size, self.source.n_train, self.cfg.match_samples
         has_buffers = any(True for _ in source.model.buffers())
         # ∇L as the step has it, unless BatchNorm makes train-mode and eval-mode gradients differ
         full = source.full_grad_vector(eval_mode=True) if has_buffers else source.flat_grad()
@@ -127,7 +128,7 @@ class InjectedNoise(NoiseMode):
 
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
         loss = self.source.backward_full()
-        if self.matched and (self.sigma is None or (step - 1) % self.cfg.match_every == 0):
+        if self.matched and (self.sigma is None or (step - 1) % self.match_every == 0):
             self.sigma = self.matched_sigma()
         zeta = self.zeta.sample()
         self.source.add_to_grad(zeta, alpha=self.sigma)
@@ -208,14 +209,18 @@ class SGDCovarianceGD(InjectedNoise):
     the training set, the cost of a GD step. On logged steps ∇L is taken apart to measure |σζ|.
     """
 
+    def __init__(self, cfg, source, seed, device):
+        super().__init__(cfg, source, seed, device)
+        if self.matched:
+            self.sigma = 1.0  # exactly SGD's covariance: no estimate needed
+
     def make_zeta(self, dim: int) -> NoiseSource:
-        return WhiteNoise(self.source.n_train, generator=self.generator, device=self.device)
+        return WhiteNoise(self.source.n_train, generator=self.generator, device=self.device)  # the z_i
 
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
-        n, sigma = self.source.n_train, 1.0 if self.matched else self.sigma
-        self.sigma = sigma
+        n = self.source.n_train
         z = self.zeta.sample()
-        scale = sigma / math.sqrt(self.cfg.batch_size * n)
+        scale = self.sigma / math.sqrt(self.batch_size * n)
         weights = (z - z.mean()) * scale
         if measure:
             self.source.backward_weighted(weights)
@@ -225,9 +230,6 @@ class SGDCovarianceGD(InjectedNoise):
             self.source.add_to_grad(noise)
             return loss
         return self.source.backward_weighted(weights + 1.0 / n)
-
-    def summarise(self, record: torch.Tensor) -> Dict[str, float]:
-        return {}
 
 
 def make_noise_mode(cfg: DictConfig, source: GradientSource, seed: int, device: torch.device) -> NoiseMode:
