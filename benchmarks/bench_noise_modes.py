@@ -16,9 +16,8 @@ import statistics
 import time
 
 import torch
-from hydra import compose, initialize_config_module
 
-from sgdexp.config import register_configs
+from sgdexp.config import compose_config
 from sgdexp.tasks.setup import build_setup
 
 MODES = ["gd", "gd_white", "gd_levy", "gd_anticorrelated", "gd_fbm", "gd_sgdcov"]
@@ -27,8 +26,7 @@ TARGET = {"gd_white": 1.1, "gd_levy": 1.1, "gd_anticorrelated": 1.1, "gd_fbm": 1
 
 def time_mode(mode: str, sigma: str, steps: int) -> float:
     overrides = ["device=cpu", "logger=none", f"noise={mode}"] + ([f"noise.sigma={sigma}"] if mode != "gd" else [])
-    with initialize_config_module("sgdexp.conf", version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose_config(overrides)
     setup = build_setup(cfg)
     for step in range(1, 11):  # warm-up (first matched σ, vmap tracing)
         setup.noise.apply(step)
@@ -48,7 +46,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.steps, args.repeats = 200, 2
-    register_configs()
     # Each mode is timed right after a `gd` run and divided by it: the machine's speed drifts
     # more over a whole benchmark than between two neighbouring runs. Median over repeats.
     ratios, times = {}, {}

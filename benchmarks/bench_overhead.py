@@ -19,9 +19,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
 
-from sgdexp.config import register_configs
+from sgdexp.config import compose_config
 from sgdexp.data import load_dataset
 from sgdexp.models import build_model
 from sgdexp.tasks import run_task
@@ -65,11 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.steps, args.repeats = 1000, 3
-    register_configs()
     overrides = ["device=cpu", "logger=none", "trainer.progress=false", f"trainer.steps={args.steps}",
                  "trainer.eval_every=0", "trainer.checkpoint_every=0", *args.overrides]
-    with initialize_config_module("sgdexp.conf", version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose_config(overrides)
     sgdexp_loop(cfg), bare_loop(cfg)  # warm-up: first-call costs of both paths
     ours, bare = [], []
     for _ in range(args.repeats):

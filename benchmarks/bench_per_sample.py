@@ -13,9 +13,8 @@ import argparse
 import time
 
 import torch
-from hydra import compose, initialize_config_module
 
-from sgdexp.config import register_configs
+from sgdexp.config import compose_config
 from sgdexp.tasks.setup import build_setup
 
 
@@ -35,9 +34,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     repeats = 2 if args.quick else args.repeats
-    register_configs()
-    with initialize_config_module("sgdexp.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["device=cpu", "logger=none", *args.overrides])
+    cfg = compose_config(["device=cpu", "logger=none", *args.overrides])
     src = build_setup(cfg).source
     n = src.n_train
 

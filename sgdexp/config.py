@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sgdexp.errors import ConfigError
+from sgdexp.stats import HURST_METHODS, TAIL_METHODS
 
 
 def ranged(default=MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, or_words=None, factory=None):
@@ -203,7 +204,7 @@ class AnalysisConfig:
 class NoiseStatsConfig(AnalysisConfig):
     batches: int = ranged(MISSING, ge=8)  # M minibatch gradients against one full gradient
     params: int = ranged(MISSING, ge=0)  # coordinates sampled (seeded) for per-parameter statistics; 0: all
-    tail_method: str = "ecf"
+    tail_method: str = ranged("ecf", choices=TAIL_METHODS)
     fdr_level: float = ranged(0.05, gt=0.0, lt=1.0)
 
 
@@ -213,7 +214,7 @@ class NoiseMemoryConfig(AnalysisConfig):
     params: int = ranged(MISSING, ge=0)  # fixed coordinates recorded (seeded); 0: none
     projections: int = ranged(MISSING, ge=0)  # random unit projections of the whole SGN vector
     max_lag: int = ranged(MISSING, ge=1)  # autocorrelation curve up to this lag
-    hurst_methods: List[str] = field(default_factory=lambda: ["whittle", "local_whittle"])
+    hurst_methods: List[str] = ranged(factory=lambda: ["whittle", "local_whittle"], choices=HURST_METHODS)
 
 
 # ----------------------------------------------------------------------------- task, logger
@@ -253,13 +254,32 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
 }
 
 
+_registered = False
+
+
 def register_configs() -> None:
-    """Put the schemas in Hydra's ConfigStore as `schema/<group>/<name>` (members extend them)."""
+    """Put the schemas in Hydra's ConfigStore as `schema/<group>/<name>` (members extend them).
+
+    Idempotent: storing them again would only repeat the work."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
     cs = ConfigStore.instance()
     cs.store(name="schema_config", node=Config)
     for group, schemas in SCHEMAS.items():
         for name, node in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `python -m sgdexp <overrides>` would run, composed without the CLI (for
+    notebooks, tests and benchmarks): `run_task(compose_config([...]), out_dir)` runs it."""
+    from hydra import compose, initialize_config_module
+
+    register_configs()
+    with initialize_config_module("sgdexp.conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
 
 
 # ----------------------------------------------------------------------------- validation

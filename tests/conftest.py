@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import pytest
-from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from sgdexp.config import register_configs
+from sgdexp.config import compose_config
 
-register_configs()
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -24,8 +22,7 @@ FAST = ["device=cpu", "logger=none", "trainer.progress=false"]
 
 
 def make_cfg(overrides: Optional[List[str]] = None, fast: bool = True) -> DictConfig:
-    with initialize_config_module("sgdexp.conf", version_base="1.3"):
-        return compose("config", overrides=(FAST if fast else []) + list(overrides or []))
+    return compose_config((FAST if fast else []) + list(overrides or []))
 
 
 def train_run(out_dir: Path, overrides: Optional[List[str]] = None) -> dict:

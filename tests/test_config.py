@@ -65,6 +65,9 @@ def test_documented_overrides_compose():
     ("noise=gd_white noise.sigma=-1", "noise.sigma"),
     ("noise=gd_white noise.sigma=loud", "noise.sigma"),
     ("noise=gd_fbm noise.n_factors=64", "noise.n_factors"),
+    ("analysis=[noise_stats] analysis.noise_stats.tail_method=kurtosis", "analysis.noise_stats.tail_method"),
+    ("analysis=[noise_memory] analysis.noise_memory.hurst_methods=[whittle,wavelet]",
+     "analysis.noise_memory.hurst_methods[1]"),
 ])
 def test_bad_value_names_key_value_and_range(override, key):
     """`override`: space-separated overrides; the last one holds the bad value."""
