@@ -56,7 +56,12 @@ def test_epoch_sgn_is_anticorrelated_at_fixed_weights(sampler):
     # standard error of a sample autocorrelation ≈ 1/√T = 0.005; 4 standard errors
     assert np.abs(acf - expected).max() < 4 / np.sqrt(steps)
     if sampler == "epoch":
-        assert acf[1] == pytest.approx(-1 / (n // b - 1) * (n // b - 1) / (n // b), abs=0.02)
+        m = n // b
+        epochs = series.reshape(-1, m)  # the sampler starts a fresh epoch every M steps
+        assert np.abs(epochs.sum(axis=1)).max() < 1e-9 * np.abs(series).max() * m  # each epoch's SGN sums to 0
+        # any two steps of one epoch correlate by exactly −1/(M−1); sampling error 1/√(epochs)
+        corr = np.corrcoef(epochs[:, 0], epochs[:, 3])[0, 1]
+        assert abs(corr + 1 / (m - 1)) < 4 / np.sqrt(len(epochs))
 
 
 def test_noise_memory_in_training_shows_epoch_anticorrelation(tmp_path):

@@ -8,7 +8,7 @@ from conftest import CONF, make_cfg
 from sgdexp.config import validate
 from sgdexp.errors import ConfigError
 
-GROUPS = ["dataset", "model", "optimizer", "noise", "task", "logger"]
+GROUPS = ["dataset", "model", "optimizer", "noise", "analysis", "task", "logger"]
 MEMBERS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 
 
@@ -18,20 +18,33 @@ def test_every_group_has_members():
 
 @pytest.mark.parametrize("group,member", MEMBERS)
 def test_member_composes_and_validates(group, member):
-    cfg = make_cfg([f"{group}={member}"])
+    if group == "analysis":  # a list group: each member sits under analysis.<member>
+        cfg = make_cfg([f"analysis=[{member}]"])
+        node = cfg.analysis[member]
+    else:
+        cfg = make_cfg([f"{group}={member}"])
+        node = cfg[group]
     validate(cfg)
-    assert cfg[group].name == member  # the file name is the name the code's registry knows
+    assert node.name == member  # the file name is the name the code's registry knows
+
+
+def test_debug_preset_composes():
+    cfg = make_cfg(["debug=default"], fast=False)
+    validate(cfg)
+    assert cfg.logger.name == "none" and cfg.device == "cpu" and cfg.trainer.steps == 20
 
 
 @pytest.mark.parametrize("group,member", MEMBERS)
 def test_member_is_registered(group, member):
+    from sgdexp.analysis import ANALYSES
     from sgdexp.data import DATASETS
     from sgdexp.models import MODELS
     from sgdexp.noise.modes import MODES
     from sgdexp.optim import OPTIMIZERS
     from sgdexp.tasks import TASKS
 
-    registries = {"dataset": DATASETS, "model": MODELS, "noise": MODES, "optimizer": OPTIMIZERS, "task": TASKS}
+    registries = {"dataset": DATASETS, "model": MODELS, "noise": MODES, "optimizer": OPTIMIZERS, "task": TASKS,
+                  "analysis": ANALYSES}
     if group in registries:
         assert member in registries[group]
 
