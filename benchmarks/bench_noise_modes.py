@@ -1,13 +1,16 @@
 """Per-step wall time of every noise mode relative to plain `gd`, on the default MLP and digits.
 
-    python benchmarks/bench_noise_modes.py [--steps 1000] [--quick]
+    python benchmarks/bench_noise_modes.py [--rounds 9] [--quick]
 
-Each mode takes the same full-batch steps (noise application and optimizer step, metrics measured
-every 10th step as in training); each mode is timed right after `gd` and the median ratio over
-repeats is printed.
-Rows: σ fixed (the generator's cost alone), and σ matched (re-estimated every `match_every` = 250
-steps from 1024 random samples in minibatches, amortised). Targets: white, Lévy and anti-correlated <= 1.1x,
-streaming fGn <= 1.3x, SGD-covariance <= 3x.
+Every variant is built once and warmed up; then, round after round, each variant runs a block of
+`match_every` = 250 steps (noise application and optimizer step, metrics measured every 10th
+step as in training) right after a block of `gd`, and the ratio of the two blocks is taken. The
+median ratio over rounds is printed: neighbouring blocks see the same machine, while its speed
+drifts over a whole benchmark. A block holds exactly one re-estimate of a matched σ, so its cost is
+amortised as in training.
+Rows: σ fixed (the generator's cost alone) and σ matched (re-estimated from 1024 random samples
+in minibatches); `gd_levy` also with `noise.compile=true`. Targets: white, Lévy and
+anti-correlated <= 1.1x, streaming fGn <= 1.3x, SGD-covariance <= 3x.
 """
 from __future__ import annotations
 
@@ -20,50 +23,56 @@ import torch
 from sgdexp.config import compose_config
 from sgdexp.tasks.setup import build_setup
 
-MODES = ["gd", "gd_white", "gd_levy", "gd_anticorrelated", "gd_fbm", "gd_sgdcov"]
+VARIANTS = [(mode, sigma, ()) for mode in ("gd_white", "gd_levy", "gd_anticorrelated", "gd_fbm", "gd_sgdcov")
+            for sigma in ("0.01", "matched")]
+VARIANTS[4:4] = [("gd_levy", sigma, ("noise.compile=true",)) for sigma in ("0.01", "matched")]
 TARGET = {"gd_white": 1.1, "gd_levy": 1.1, "gd_anticorrelated": 1.1, "gd_fbm": 1.3, "gd_sgdcov": 3.0}
+BLOCK = 250  # = noise.match_every
 
 
-def time_mode(mode: str, sigma: str, steps: int) -> float:
-    overrides = ["device=cpu", "logger=none", f"noise={mode}"] + ([f"noise.sigma={sigma}"] if mode != "gd" else [])
-    cfg = compose_config(overrides)
-    setup = build_setup(cfg)
-    for step in range(1, 11):  # warm-up (first matched σ, vmap tracing)
-        setup.noise.apply(step)
-        setup.optimizer.step()
-    t0 = time.perf_counter()
-    for step in range(11, 11 + steps):
-        setup.noise.apply(step, measure=step % 10 == 0)
-        setup.optimizer.step()
-    return (time.perf_counter() - t0) / steps
+class Runner:
+    """One built setup that runs blocks of steps, continuing its own step count."""
+
+    def __init__(self, overrides):
+        self.setup = build_setup(compose_config(["device=cpu", "logger=none", *overrides]))
+        self.step = 0
+        self.run(10)  # warm-up: first matched σ, vmap tracing, torch.compile
+
+    def run(self, steps: int) -> float:
+        noise, optimizer = self.setup.noise, self.setup.optimizer
+        t0 = time.perf_counter()
+        for step in range(self.step + 1, self.step + steps + 1):
+            noise.apply(step, measure=step % 10 == 0)
+            optimizer.step()
+        self.step += steps
+        return (time.perf_counter() - t0) / steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--quick", action="store_true", help="3 rounds")
     args = parser.parse_args()
-    if args.quick:
-        args.steps, args.repeats = 200, 2
-    # Each mode is timed right after a `gd` run and divided by it: the machine's speed drifts
-    # more over a whole benchmark than between two neighbouring runs. Median over repeats.
-    ratios, times = {}, {}
-    for _ in range(args.repeats):
-        for mode in MODES[1:]:
-            for sigma in ("0.01", "matched"):
-                gd, t = time_mode("gd", "-", args.steps), time_mode(mode, sigma, args.steps)
-                ratios.setdefault((mode, sigma), []).append(t / gd)
-                times.setdefault((mode, sigma), []).append(t)
-                times.setdefault(("gd", "-"), []).append(gd)
-    print(f"default MLP on digits (N=1437, d=26122), {args.steps} steps, threads={torch.get_num_threads()}, "
-          f"median of {args.repeats} paired runs")
-    print(f"{'mode':<20}{'sigma':<10}{'us/step':>10}{'x gd':>8}{'target':>8}")
-    print(f"{'gd':<20}{'-':<10}{1e6 * statistics.median(times['gd', '-']):>10.0f}{1.0:>8.2f}")
-    for (mode, sigma), r in ratios.items():
+    rounds = 3 if args.quick else args.rounds
+    gd = Runner(["noise=gd"])
+    runners = {v: Runner([f"noise={v[0]}", f"noise.sigma={v[1]}", *v[2]]) for v in VARIANTS}
+    ratios, times, gd_times = {v: [] for v in VARIANTS}, {v: [] for v in VARIANTS}, []
+    for _ in range(rounds):
+        for variant, runner in runners.items():
+            reference = gd.run(BLOCK)
+            t = runner.run(BLOCK)
+            gd_times.append(reference)
+            times[variant].append(t)
+            ratios[variant].append(t / reference)
+    print(f"default MLP on digits (N=1437, d=26122), blocks of {BLOCK} steps, threads={torch.get_num_threads()}, "
+          f"median of {rounds} rounds (each block right after a gd block)")
+    print(f"{'mode':<20}{'sigma':<10}{'options':<22}{'us/step':>9}{'x gd':>7}{'range':>14}{'target':>9}")
+    print(f"{'gd':<20}{'-':<10}{'':<22}{1e6 * statistics.median(gd_times):>9.0f}{1.0:>7.2f}")
+    for (mode, sigma, options), r in ratios.items():
         target = TARGET.get(mode)
-        print(f"{mode:<20}{sigma:<10}{1e6 * statistics.median(times[mode, sigma]):>10.0f}"
-              f"{statistics.median(r):>8.2f}{(f'<= {target}' if target else ''):>8}")
+        print(f"{mode:<20}{sigma:<10}{' '.join(options):<22}{1e6 * statistics.median(times[mode, sigma, options]):>9.0f}"
+              f"{statistics.median(r):>7.2f}{f'{min(r):.2f}-{max(r):.2f}':>14}{(f'<= {target}' if target else ''):>9}")
+
 
 if __name__ == "__main__":
     main()

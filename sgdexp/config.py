@@ -188,6 +188,7 @@ class FBMNoiseConfig(InjectedNoiseConfig):
 @dataclass
 class LevyNoiseConfig(InjectedNoiseConfig):
     alpha: float = ranged(MISSING, gt=0.0, le=2.0)
+    compile: bool = False  # fuse the SαS transform with torch.compile on CPU (pays off beyond ~1e9 numbers)
 
 
 # ----------------------------------------------------------------------------- analysis

@@ -12,6 +12,7 @@ Z = 5 (two-sided false-alarm probability ~6e-7 per comparison under a normal app
 so with ~200 comparisons in this file a failure means a real discrepancy, not bad luck).
 """
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -21,13 +22,16 @@ from scipy import stats
 from sgdexp.noise import (
     AntiCorrelatedNoise,
     NoiseSource,
+    StableNoise,
     StreamingFGN,
     WhiteNoise,
     fgn_autocovariance,
     fit_streaming_fgn,
     fractional_gaussian_noise,
+    splitmix64,
     symmetric_alpha_stable,
 )
+from sgdexp.noise.generators import _sas_from_bits
 
 Z = 5.0
 HURSTS = [round(0.1 * i, 1) for i in range(1, 10)]
@@ -245,10 +249,11 @@ def test_streaming_bad_arguments():
 # ----------------------------------------------------------------------------------------------
 # symmetric alpha-stable
 # ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("alpha", [0.7, 1.2, 1.5, 1.8])
-def test_sas_quantiles_match_scipy(alpha):
+def test_sas_quantiles_match_scipy(alpha, dtype):
     n = 200_000
-    x = symmetric_alpha_stable(alpha, n, generator=gen(21), dtype=torch.float64).numpy()
+    x = symmetric_alpha_stable(alpha, n, generator=gen(21), dtype=dtype).double().numpy()
     p = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
     # S1 and S0 parameterisations coincide for beta = 0; scale 1 <-> exp(-|t|^alpha)
     q = stats.levy_stable.ppf(p, alpha, 0.0, loc=0.0, scale=1.0)
@@ -272,6 +277,56 @@ def test_sas_near_one_is_continuous_in_alpha():
     # CMS has no singularity at alpha = 1 in the symmetric case
     x = symmetric_alpha_stable(1.0 + 1e-9, 50_000, generator=gen(24)).double().numpy()
     assert stats.kstest(x, "cauchy").pvalue > 0.01
+
+
+def splitmix64_reference(seed: int, n: int):
+    """SplitMix64 as in Steele, Lea & Flood's reference C code, on Python integers."""
+    mask, out, state = (1 << 64) - 1, [], seed
+    for _ in range(n):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        out.append(z - (1 << 64) if z >> 63 else z)  # as int64
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1234567, (1 << 63) - 1])
+def test_splitmix64_matches_the_reference_bit_for_bit(seed):
+    assert splitmix64(torch.tensor(seed), 1000).tolist() == splitmix64_reference(seed, 1000)
+    assert splitmix64_reference(1234567, 1) == [6457827717110365317]  # the published first output
+
+
+@pytest.mark.parametrize("dtype,min_alpha", [(torch.float32, 0.37), (torch.float64, 0.11)])
+def test_sas_is_finite_on_the_extreme_random_words(dtype, min_alpha):
+    # every combination of the extreme V (j = -2^p, -1, 0, 2^p - 1) and U (k = 0, 2^p - 1) grid
+    # points; with uniforms that can be 0 (torch.rand) CMS returns inf about once in 2^23 draws
+    p, top = (23, 41) if dtype == torch.float32 else (52, 12)
+    js = [0, (1 << p) - 1, 1 << p, (1 << (p + 1)) - 1]  # the low p + 1 bits of the first word
+    ks = [0, (1 << p) - 1]  # the top p bits of the last word
+    signed = lambda w: w - (1 << 64) if w >> 63 else w  # noqa: E731
+    words = [[signed(k << top) for j in js for k in ks]]
+    if dtype == torch.float32:
+        words = [[signed((k << top) | j) for j in js for k in ks]]
+    else:
+        words = [[j for j in js for k in ks], words[0]]
+    bits = torch.tensor(words, dtype=torch.int64)
+    for alpha in (min_alpha, 0.5, 0.9, 1.1, 1.5, 1.99):
+        x = _sas_from_bits(bits, alpha, dtype)
+        assert torch.isfinite(x).all() and (x != 0).all(), (alpha, x)
+
+
+def test_compiled_stable_noise_equals_eager():
+    # torch.compile fuses words and transform; the numbers must be the eager ones up to float32
+    # rounding of the transcendental functions, for every alpha (alpha is a kernel input)
+    for alpha in (0.7, 1.5):
+        eager = StableNoise(alpha, 3000, generator=gen(27)).draw(7)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback to eager
+            source = StableNoise(alpha, 3000, generator=gen(27), compile=True)
+            compiled = source.draw(7)
+        assert source.compiled
+        assert torch.allclose(compiled, eager, rtol=1e-5, atol=0), ((compiled - eager).abs() / eager.abs()).max()
 
 
 @pytest.mark.parametrize("bad", [0, 0.0, -1.0, 2.0001, 3, float("nan"), "1.5", None])

@@ -15,6 +15,7 @@ from sgdexp.noise.generators import (
     fgn_autocovariance,
     fit_streaming_fgn,
     fractional_gaussian_noise,
+    splitmix64,
     symmetric_alpha_stable,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "fgn_autocovariance",
     "fit_streaming_fgn",
     "fractional_gaussian_noise",
+    "splitmix64",
     "symmetric_alpha_stable",
 ]
 
