@@ -44,6 +44,7 @@ class TrainerConfig:
     lr_gamma: float = ranged(0.1, gt=0.0, le=1.0)
     warmup_steps: int = ranged(0, ge=0)
     chunk_size: int = ranged(2048, ge=1)  # most samples per forward pass in full-batch work
+    compile: bool = False  # torch.compile per-sample squared norms and the SαS sampler (5-20 s once per process)
     progress: bool = True
 
 
@@ -188,7 +189,6 @@ class FBMNoiseConfig(InjectedNoiseConfig):
 @dataclass
 class LevyNoiseConfig(InjectedNoiseConfig):
     alpha: float = ranged(MISSING, gt=0.0, le=2.0)
-    compile: bool = False  # fuse the SαS transform with torch.compile on CPU (pays off beyond ~1e9 numbers)
 
 
 # ----------------------------------------------------------------------------- analysis

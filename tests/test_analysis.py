@@ -40,6 +40,24 @@ def test_per_sample_grads_by_vmap_equal_a_loop():
         assert torch.allclose(mb, torch.stack(loop)[batches].mean(dim=1), atol=1e-5, rtol=1e-4)
 
 
+def test_per_sample_squared_norms_eager_and_compiled():
+    # batch_grad_sq_norms against the gradients themselves; the compiled kernels
+    # (trainer.compile=true) equal eager vmap, including the padded last chunk (50 rows in 16s)
+    overrides = ["model.widths=[16]", "noise.batch_size=4", "dataset.subset=50", "trainer.chunk_size=16"]
+    eager = build_setup(make_cfg(overrides)).source
+    compiled = build_setup(make_cfg(overrides + ["trainer.compile=true"])).source
+    samples, batches = torch.arange(50).reshape(-1, 1), torch.arange(48).reshape(12, 4)
+    g = torch.cat(list(eager.per_sample_grads())).double()
+    center = g.mean(0).float()
+    sq = eager.batch_grad_sq_norms(samples)
+    assert torch.allclose(sq, g.square().sum(1), rtol=1e-5)
+    assert torch.allclose(eager.batch_grad_sq_norms(samples, center), (g - center.double()).square().sum(1), rtol=1e-4)
+    assert torch.allclose(compiled.batch_grad_sq_norms(samples), sq, rtol=1e-5)
+    assert torch.allclose(torch.cat(list(compiled.minibatch_grads(batches))),
+                          torch.cat(list(eager.minibatch_grads(batches))), atol=1e-6, rtol=1e-5)
+    assert set(compiled._compiled) == {"_row_sq_norms", "_row_flat_grads"} and not eager._compiled
+
+
 @pytest.mark.parametrize("sampler", ["epoch", "replacement"])
 def test_epoch_sgn_is_anticorrelated_at_fixed_weights(sampler):
     n, b = 64, 8  # M = 8 batches per epoch

@@ -42,9 +42,10 @@ class NoiseStats(Analysis):
         for g in source.minibatch_grads(batches):
             xi = g - full
             recorded.append(xi[:, idx].double().cpu())
-            sq_norms.append(xi.double().square().sum(dim=1).cpu())
-            layer_sum += g.sum(dim=0).double()
-            layer_sq += torch.stack([p.double().square().sum() for p in g.split(source.numels, dim=1)])
+            # squares in place, sums in float64: no (m, d) float64 copies
+            sq_norms.append(xi.square_().sum(dim=1, dtype=torch.float64).cpu())
+            layer_sum += g.sum(dim=0, dtype=torch.float64)
+            layer_sq += torch.stack([p.sum(dtype=torch.float64) for p in g.square_().split(source.numels, dim=1)])
         X = torch.cat(recorded).numpy()  # (M, params)
         sq = torch.cat(sq_norms).numpy()
         alpha = np.asarray(tail_index(X, dim=0, method=self.cfg.tail_method), dtype=float).reshape(-1)

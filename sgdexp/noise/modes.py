@@ -122,8 +122,7 @@ class InjectedNoise(NoiseMode):
             trace = float(source.noise_trace(float(full.double().square().sum())))
         else:
             batches = random_batches(n, b, max(2, k // b), self.match_generator, self.device)
-            # in place, summed in float64: fresh (batches, d) float64 buffers cost more than the vmap
-            sq = torch.cat([g.sub_(full).square_().sum(dim=1, dtype=torch.float64) for g in source.minibatch_grads(batches)])
+            sq = source.batch_grad_sq_norms(batches, center=full)
             trace, _ = trace_from_minibatch_noise(sq, b, n)
         return math.sqrt(max(0.0, trace) / (b * source.dim * self.zeta_variance))
 
@@ -195,7 +194,7 @@ class LevyGD(InjectedNoise):
 
     def make_zeta(self, dim: int) -> NoiseSource:
         return StableNoise(self.cfg.alpha, dim, generator=self.generator, device=self.device,
-                           compile=self.cfg.compile)
+                           compile=self.source.compile)
 
     def summarise(self, record: torch.Tensor) -> Dict[str, float]:
         return {"noise/alpha": float(tail_index(record, dim=0).mean())}

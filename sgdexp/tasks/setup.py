@@ -42,6 +42,6 @@ def build_setup(cfg: DictConfig) -> Setup:
     torch.manual_seed(cfg.seed)  # model initialisation
     model = build_model(cfg.model, data.input_shape, data.num_outputs).to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
-    source = GradientSource(model, data, cfg.trainer.chunk_size)
+    source = GradientSource(model, data, cfg.trainer.chunk_size, cfg.trainer.compile)
     noise = make_noise_mode(cfg.noise, source, cfg.seed, device)
     return Setup(device, data, model, optimizer, source, noise)
