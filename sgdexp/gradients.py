@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from sgdexp.compiling import compile_or_eager
 from sgdexp.data import Dataset
 
 PER_SAMPLE_BUDGET = 1 << 21  # numbers per chunk of per-sample gradients: 8 MB in float32, reused by the
@@ -164,7 +165,7 @@ class GradientSource:
 
     def _compiled_kernel(self, kernel: str):
         if kernel not in self._compiled:
-            self._compiled[kernel] = torch.compile(getattr(self, kernel), dynamic=False)
+            self._compiled[kernel] = compile_or_eager(getattr(self, kernel), f"GradientSource.{kernel}", dynamic=False)
         return self._compiled[kernel]
 
     def batch_grad_sq_norms(self, batches: torch.Tensor, center: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -1,0 +1,32 @@
+"""`torch.compile` for the few hot kernels that gain from it, with a safe fallback.
+
+`trainer.compile=true` turns it on (see README, "Compiled kernels"). Compiling needs a C++
+compiler on CPU; where it fails, the kernel runs eagerly after one warning, with the same
+results up to float rounding.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+
+def compile_or_eager(fn: Callable, name: str, **options) -> Callable:
+    """`torch.compile(fn, **options)`, falling back to `fn` itself (with one warning) if compiling fails."""
+    import torch
+
+    compiled = torch.compile(fn, **options)
+    failed = False
+
+    def call(*args):
+        nonlocal failed
+        if not failed:
+            try:
+                return compiled(*args)
+            except Exception as error:  # a missing or broken C++ toolchain surfaces on the first call
+                failed = True
+                first_line = str(error).splitlines()[0] if str(error) else ""
+                warnings.warn(f"torch.compile of {name} failed ({type(error).__name__}: {first_line}); running it eagerly")
+        return fn(*args)
+
+    call.compiled = lambda: not failed
+    return call
