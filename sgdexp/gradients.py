@@ -113,8 +113,8 @@ class GradientSource:
 
     def add_to_grad(self, vector: torch.Tensor, alpha: float = 1.0) -> None:
         """`.grad += alpha * vector`, the flat vector split over the parameters."""
-        for p, part in zip(self.params, vector.split(self.numels)):
-            p.grad.add_(part.view_as(p), alpha=alpha)
+        torch._foreach_add_([p.grad for p in self.params],
+                            [part.view_as(p) for p, part in zip(self.params, vector.split(self.numels))], alpha=alpha)
 
     # ------------------------------------------------------------------ per-sample gradients
     def _rows_per_chunk(self, batch: int) -> int:
