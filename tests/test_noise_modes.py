@@ -41,6 +41,7 @@ def test_every_mode_trains_with_momentum_and_logs_its_noise(tmp_path, mode):
                 "gd_anticorrelated": "noise/lag1_autocorrelation"}.get(mode)
     if expected:
         assert expected in last
+    assert all(summary[k] == v for k, v in last.items() if k.startswith("noise/"))  # the last values reach summary.json
 
 
 def test_mode_statistics_measure_what_was_injected(tmp_path):

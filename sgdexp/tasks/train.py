@@ -100,7 +100,7 @@ class Training:
                 row = {"step": 0, **self.evaluate(), **self.analyse(0, [a for a in self.analyses if a.due(0)])}
                 self.tracker.log(row)
             status, step = self.loop()
-            summary.update(status=status, step=step)
+            summary.update(status=status, step=step, **self.setup.noise.metrics())  # the mode's last statistics
             if status == "diverged":
                 summary["diverged_step"] = step
         except KeyboardInterrupt:
