@@ -317,6 +317,14 @@ def test_sas_is_finite_on_the_extreme_random_words(dtype, min_alpha):
         assert torch.isfinite(x).all() and (x != 0).all(), (alpha, x)
 
 
+def test_compiled_white_noise_equals_its_eager_sampler():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to eager
+        compiled = WhiteNoise(3000, generator=gen(28), compile=True).draw(7)
+    eager = generators._gaussian_draw(generators._draw_key(gen(28), "cpu"), 7 * 3000, torch.float32).view(7, 3000)
+    assert torch.allclose(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
 def test_compiled_stable_noise_equals_eager():
     # torch.compile fuses words and transform; the numbers must be the eager ones up to float32
     # rounding of the transcendental functions, for every alpha (alpha is a kernel input)
@@ -350,8 +358,20 @@ def test_sas_shape_dtype_determinism(alpha, dtype):
 # ----------------------------------------------------------------------------------------------
 # anti-correlated and white sources; the common interface
 # ----------------------------------------------------------------------------------------------
-def test_anticorrelated_moments():
-    src = AntiCorrelatedNoise(5000, generator=gen(31), dtype=torch.float64)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [200_001, 2])
+def test_box_muller_on_splitmix_words_is_standard_normal(n, dtype):
+    # the compiled white and anti-correlated sources draw through this function
+    x = generators._gaussian_draw(torch.tensor(12345), n, dtype)
+    assert x.shape == (n,) and x.dtype == dtype and torch.isfinite(x).all()
+    if n > 2:
+        assert stats.kstest(x.double().numpy(), "norm").pvalue > 0.01
+        assert abs(float(x.double().mean())) <= Z / math.sqrt(n)
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_anticorrelated_moments(compile):
+    src = AntiCorrelatedNoise(5000, generator=gen(31), dtype=torch.float64, compile=compile)
     x = _draw(src, 400)
     est, se = acov_by_column(x, [0, 1, 2, 3])
     # variance 2, lag-1 covariance -1 (correlation -1/2), zero beyond
@@ -365,6 +385,8 @@ def test_anticorrelated_moments():
 SOURCES = {
     "white": lambda g, dt: WhiteNoise((3, 4), generator=g, dtype=dt),
     "anti": lambda g, dt: AntiCorrelatedNoise((3, 4), generator=g, dtype=dt),
+    "white-compiled": lambda g, dt: WhiteNoise((3, 4), generator=g, dtype=dt, compile=True),
+    "anti-compiled": lambda g, dt: AntiCorrelatedNoise((3, 4), generator=g, dtype=dt, compile=True),
     "fgn": lambda g, dt: StreamingFGN(0.7, (3, 4), generator=g, dtype=dt),
     "fgn-low": lambda g, dt: StreamingFGN(0.1, (3, 4), generator=g, dtype=dt, n_factors=32),
 }

@@ -11,7 +11,9 @@ One-shot samplers
 
 Stateful sources (one step per :meth:`NoiseSource.sample` call, checkpointable)
     * :class:`WhiteNoise` -- i.i.d. N(0, 1).
-    * :class:`StableNoise` -- i.i.d. SαS (optionally one ``torch.compile``-fused kernel on CPU).
+    * :class:`StableNoise` -- i.i.d. SαS.
+    The i.i.d. sources draw in blocks and take ``compile=True`` (CPU): a ``torch.compile``d
+    sampler on :func:`splitmix64` words (see :class:`BlockedIID`).
     * :class:`AntiCorrelatedNoise` -- w_t - w_{t-1}, w i.i.d. N(0, I).
     * :class:`StreamingFGN` -- fractional Gaussian noise, one step at a time, O(K*d) memory
       (Markovian multi-factor approximation, see :func:`fit_streaming_fgn`).
@@ -256,7 +258,7 @@ def symmetric_alpha_stable(
     device = _resolve_device(device, generator)
     if alpha == 2.0:
         return torch.randn(shape, generator=generator, dtype=dtype, device=device).mul_(math.sqrt(2.0))
-    bits = _sas_bits(_draw_key(generator, device), math.prod(shape), dtype)
+    bits = _random_words(_draw_key(generator, device), math.prod(shape), dtype)
     x = _cauchy_from_bits(bits, dtype) if alpha == 1.0 else _sas_from_bits(bits, alpha, dtype)
     return x.view(shape)
 
@@ -294,9 +296,9 @@ def _draw_key(generator: Optional[torch.Generator], device) -> torch.Tensor:
 _SAS_GRID_BITS = {torch.float32: 23, torch.float64: 52}  # V and U on grids of 2^(bits+1) and 2^bits points
 
 
-def _sas_bits(key: torch.Tensor, numel: int, dtype: torch.dtype) -> torch.Tensor:
-    """Random words for :func:`_sas_from_bits`, shape (words, numel): one int64 per number in
-    float32 (47 of its 64 bits are used), two in float64."""
+def _random_words(key: torch.Tensor, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """Random words for :func:`_sas_from_bits` and :func:`_gaussian_pairs`, shape (words, numel):
+    one int64 per number (or Gaussian pair) in float32, two in float64."""
     words = 1 if dtype == torch.float32 else 2
     return splitmix64(key, words * numel).view(words, numel)
 
@@ -313,7 +315,7 @@ def _sas_angle(bits: torch.Tensor, dtype: torch.dtype):
 
 
 def _sas_from_bits(bits: torch.Tensor, alpha, dtype: torch.dtype) -> torch.Tensor:
-    """The CMS transform of :func:`symmetric_alpha_stable` on words from :func:`_sas_bits`;
+    """The CMS transform of :func:`symmetric_alpha_stable` on words from :func:`_random_words`;
     ``alpha`` in (0, 2) without 1, a float or a 0-d tensor (what the compiled kernel takes).
 
     U = (k + 1/2) / 2^p with k the top p bits of the last word, never 0 or 1, so W = -log U is
@@ -339,7 +341,7 @@ def _cauchy_from_bits(bits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def _sas_draw(key: torch.Tensor, numel: int, alpha, dtype: torch.dtype) -> torch.Tensor:
     """``numel`` SαS numbers (alpha not 1 or 2) from ``key``: words and transform in one function."""
-    return _sas_from_bits(_sas_bits(key, numel, dtype), alpha, dtype)
+    return _sas_from_bits(_random_words(key, numel, dtype), alpha, dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -350,6 +352,32 @@ def _compiled_sas_draw():
     # (less with a warm inductor cache). alpha goes in as a 0-d tensor: with a Python float,
     # torch 2.14's on-disk graph cache served the kernel of one alpha for another.
     return compile_or_eager(_sas_draw, "the SαS sampler", dynamic=True)
+
+
+def _gaussian_pairs(words: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Box--Muller on words from :func:`_random_words`: 2 * words.shape[1] standard normals.
+
+    U1 = (k1 + 1/2) / 2^p and U2 = (k2 + 1/2) / 2^p (p = 23 in float32: the low and the top bits
+    of one word; 52 in float64: one word each) are never 0 or 1; R = sqrt(-2 log U1) is at most
+    5.8 (float32) or 8.6 (float64), the same cut as torch.randn's float32 uniforms."""
+    p = _SAS_GRID_BITS[dtype]
+    k1 = words[0] & ((1 << p) - 1)
+    k2 = _shift_right_logical(words[-1], 64 - p)
+    radius = torch.sqrt(-2.0 * torch.log((k1.to(dtype) + 0.5) * (1.0 / (1 << p))))
+    angle = (k2.to(dtype) + 0.5) * (2.0 * math.pi / (1 << p))
+    return torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)])
+
+
+def _gaussian_draw(key: torch.Tensor, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """``numel`` i.i.d. N(0, 1) numbers from ``key`` (SplitMix64 words, Box--Muller)."""
+    return _gaussian_pairs(_random_words(key, (numel + 1) // 2, dtype), dtype)[:numel]
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_gaussian_draw():
+    # torch.randn runs torch's single-threaded mt19937 (about 2.9 ns a number here); fused with
+    # SplitMix64 words the Box--Muller transform uses every core.
+    return compile_or_eager(_gaussian_draw, "the Gaussian sampler", dynamic=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -435,12 +463,19 @@ class BlockedIID(NoiseSource):
     for a small model uses one core; a block of ``BLOCK_NUMBERS`` numbers uses them all, and the
     transform of SαS is several transcendental functions per number. The stream is the same
     distribution whatever the block (but not the same numbers as per-step draws). State: the
-    current block and the position in it (at most ``BLOCK_NUMBERS`` numbers).
+    current block and the position in it.
+
+    ``compile=True`` (CPU only) draws with a ``torch.compile``d sampler on SplitMix64 words, in
+    blocks of ``COMPILED_BLOCK_NUMBERS``: the same law, another stream of numbers. Compiling
+    costs 2-20 s once per process; if it fails, the sampler warns once and runs eagerly
+    (:func:`sgdexp.compiling.compile_or_eager`).
     """
 
-    def __init__(self, size: Size, generator=None, dtype=torch.float32, device=None, block: Optional[int] = None):
+    def __init__(self, size: Size, generator=None, dtype=torch.float32, device=None, block: Optional[int] = None,
+                 compile: bool = False):
         super().__init__(size, generator, dtype, device)
-        self.block = int(block or max(1, BLOCK_NUMBERS // self.numel))
+        self.compiled = bool(compile) and self.device.type == "cpu"
+        self.block = int(block or max(1, (COMPILED_BLOCK_NUMBERS if self.compiled else BLOCK_NUMBERS) // self.numel))
         self._buffer = torch.empty(0, self.numel, dtype=self.dtype, device=self.device)
         self._position = 0
 
@@ -448,17 +483,17 @@ class BlockedIID(NoiseSource):
     def draw(self, rows: int) -> torch.Tensor:
         """``rows`` i.i.d. steps as a (rows, numel) tensor."""
 
-    def _next_row(self) -> torch.Tensor:
+    def _key(self) -> torch.Tensor:
+        return _draw_key(self.generator, self.device)
+
+    def sample(self) -> torch.Tensor:
         if self._position == len(self._buffer):
             self._buffer = self.draw(self.block)
             self._position = 0
         row = self._buffer[self._position]
         self._position += 1
-        return row
-
-    def sample(self) -> torch.Tensor:
         self.steps += 1
-        return self._next_row().view(self.shape)
+        return row.view(self.shape)
 
     def state_dict(self) -> StateDict:
         return {**super().state_dict(), "buffer": self._buffer.clone(), "position": self._position}
@@ -473,9 +508,12 @@ class BlockedIID(NoiseSource):
 
 
 class WhiteNoise(BlockedIID):
-    """I.i.d. standard Gaussian steps, N(0, I) (exact; ``torch.randn``)."""
+    """I.i.d. standard Gaussian steps, N(0, I) (exact; ``torch.randn``, or Box--Muller on
+    SplitMix64 words when compiled)."""
 
     def draw(self, rows: int) -> torch.Tensor:
+        if self.compiled:
+            return _compiled_gaussian_draw()(self._key(), rows * self.numel, self.dtype).view(rows, self.numel)
         return self._randn(rows, self.numel)
 
 
@@ -483,25 +521,20 @@ class StableNoise(BlockedIID):
     """I.i.d. SαS steps of unit scale (:func:`symmetric_alpha_stable`).
 
     ``compile=True`` runs random words and transform as one ``torch.compile``d kernel on CPU
-    (about 3.3 ns instead of 10-12 ns per float32 number on 2 cores; 2-20 s to compile once per
-    process, so it pays off beyond about 10^9 numbers, i.e. steps x parameters). The numbers agree with the eager
-    transform to a few float32 ulps. If compiling fails (no C++ compiler), it warns once and
-    runs eagerly (:func:`sgdexp.compiling.compile_or_eager`). On other devices the sampler is
-    always eager (already fast there).
+    (about 3.3 ns instead of 10-12 ns per float32 number on 2 cores; it pays off beyond about 10^9
+    numbers, i.e. steps x parameters). The numbers agree with the eager sampler's to a few
+    float32 ulps (same words).
     """
 
     def __init__(self, alpha: float, size: Size, generator=None, dtype=torch.float32, device=None,
                  block: Optional[int] = None, compile: bool = False):
         self.alpha = _check_alpha(alpha)
-        self.compiled = bool(compile) and _resolve_device(device, generator).type == "cpu" and self.alpha not in (1.0, 2.0)
-        if self.compiled and block is None:  # no temporaries to keep in cache: larger blocks amortise each call
-            block = max(1, COMPILED_BLOCK_NUMBERS // math.prod(_check_shape(size)))
-        super().__init__(size, generator, dtype, device, block)
+        super().__init__(size, generator, dtype, device, block, compile=compile and self.alpha not in (1.0, 2.0))
 
     def draw(self, rows: int) -> torch.Tensor:
         if self.compiled:
-            key, alpha = _draw_key(self.generator, self.device), torch.tensor(self.alpha, dtype=self.dtype)
-            return _compiled_sas_draw()(key, rows * self.numel, alpha, self.dtype).view(rows, self.numel)
+            alpha = torch.tensor(self.alpha, dtype=self.dtype)
+            return _compiled_sas_draw()(self._key(), rows * self.numel, alpha, self.dtype).view(rows, self.numel)
         return symmetric_alpha_stable(self.alpha, (rows, self.numel), self.generator, self.dtype, self.device)
 
 
@@ -510,19 +543,22 @@ class AntiCorrelatedNoise(WhiteNoise):
 
     Each coordinate has variance 2, lag-1 autocovariance -1 (correlation -1/2) and zero
     autocovariance beyond lag 1. The previous w is drawn at construction, so the first step is
-    already stationary. State: the previous w (``numel`` elements) and the block of w's.
+    already stationary. A block of w's becomes a block of differences at once (one pass over the
+    block, on every core). State: the block of zeta's and the last w before the next block.
     """
 
-    def __init__(self, size: Size, generator=None, dtype=torch.float32, device=None, block: Optional[int] = None):
-        super().__init__(size, generator, dtype, device, block)
-        self._prev = self._next_row().clone()
+    def __init__(self, size: Size, generator=None, dtype=torch.float32, device=None, block: Optional[int] = None,
+                 compile: bool = False):
+        super().__init__(size, generator, dtype, device, block, compile)
+        self._prev = super().draw(1)[0]
 
-    def sample(self) -> torch.Tensor:
-        w = self._next_row()
-        out = w - self._prev
-        self._prev = w
-        self.steps += 1
-        return out.view(self.shape)
+    def draw(self, rows: int) -> torch.Tensor:
+        w = super().draw(rows)
+        zeta = torch.empty_like(w)
+        torch.sub(w[0], self._prev, out=zeta[0])
+        torch.sub(w[1:], w[:-1], out=zeta[1:])
+        self._prev = w[-1].clone()
+        return zeta
 
     def state_dict(self) -> StateDict:
         return {**super().state_dict(), "prev": self._prev.clone()}

@@ -101,7 +101,7 @@ class InjectedNoise(NoiseMode):
         self.noise_norm = torch.zeros((), device=device)
 
     def make_zeta(self, dim: int) -> NoiseSource:
-        return WhiteNoise(dim, generator=self.generator, device=self.device)
+        return WhiteNoise(dim, generator=self.generator, device=self.device, compile=self.source.compile)
 
     def summarise(self, record: torch.Tensor) -> Dict[str, float]:
         """Statistics of a full window of recorded ζ (steps × coordinates)."""
@@ -171,7 +171,7 @@ class AntiCorrelatedGD(InjectedNoise):
     zeta_variance = 2.0
 
     def make_zeta(self, dim: int) -> NoiseSource:
-        return AntiCorrelatedNoise(dim, generator=self.generator, device=self.device)
+        return AntiCorrelatedNoise(dim, generator=self.generator, device=self.device, compile=self.source.compile)
 
 
 @MODES.register("gd_fbm")
