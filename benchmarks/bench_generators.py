@@ -4,8 +4,9 @@ Run: ``python benchmarks/bench_generators.py [--device cpu] [--threads N] [--qui
 
 * exact fGn (Davies--Harte), 10^4 streams x 4096 steps, float32: wall time (target <= 2 s on
   2 CPU cores). "first" includes the one-off eigenvalue computation (cached afterwards).
-* per-step time of the stateful sources and of ``symmetric_alpha_stable`` for d coordinates,
-  and its ratio to a plain ``torch.randn(d)``.
+* per-step time of the stateful sources (eager, and ``compile=True``: torch.compile'd samplers
+  on SplitMix64 words; compiling happens in the warm-up) and of ``symmetric_alpha_stable`` for
+  d coordinates, and its ratio to a plain ``torch.randn(d)``.
 * streaming fGn memory after 10^4 and 10^5 steps: the object's tensor bytes and the process
   resident set size (RSS), which stay flat (measured first, before the large allocations).
 """
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from sgdexp.noise import (  # noqa: E402
     AntiCorrelatedNoise,
+    StableNoise,
     StreamingFGN,
     WhiteNoise,
     fractional_gaussian_noise,
@@ -105,8 +107,12 @@ def main() -> None:
         rows = [
             ("torch.randn(d)", None),
             ("WhiteNoise", WhiteNoise(d, generator=g, device=device).sample),
+            ("WhiteNoise, compiled", WhiteNoise(d, generator=g, device=device, compile=True).sample),
             ("AntiCorrelatedNoise", AntiCorrelatedNoise(d, generator=g, device=device).sample),
+            ("AntiCorrelatedNoise, compiled", AntiCorrelatedNoise(d, generator=g, device=device, compile=True).sample),
             ("symmetric_alpha_stable(1.5)", lambda: symmetric_alpha_stable(1.5, d, generator=g, device=device)),
+            ("StableNoise(1.5)", StableNoise(1.5, d, generator=g, device=device).sample),
+            ("StableNoise(1.5), compiled", StableNoise(1.5, d, generator=g, device=device, compile=True).sample),
             ("StreamingFGN(0.3, K=16)", StreamingFGN(0.3, d, generator=g, device=device).sample),
             ("StreamingFGN(0.7, K=16)", StreamingFGN(0.7, d, generator=g, device=device).sample),
             ("StreamingFGN(0.7, K=8)", StreamingFGN(0.7, d, generator=g, device=device, n_factors=8).sample),
