@@ -44,7 +44,7 @@ class TrainerConfig:
     lr_gamma: float = ranged(0.1, gt=0.0, le=1.0)
     warmup_steps: int = ranged(0, ge=0)
     chunk_size: int = ranged(2048, ge=1)  # most samples per forward pass in full-batch work
-    compile: bool = False  # torch.compile per-sample squared norms and the SαS sampler (5-20 s once per process)
+    compile: bool = False  # torch.compile per-sample gradient kernels and noise samplers (2-20 s once per process)
     progress: bool = True
 
 
