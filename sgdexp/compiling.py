@@ -2,12 +2,16 @@
 
 `trainer.compile=true` turns it on (see README, "Compiled kernels"). Compiling needs a C++
 compiler on CPU; where it fails, the kernel runs eagerly after one warning, with the same
-results up to float rounding.
+results up to float rounding. The first call, which compiles, is logged with its duration.
 """
 from __future__ import annotations
 
+import logging
+import time
 import warnings
 from typing import Callable
+
+log = logging.getLogger(__name__)
 
 
 def compile_or_eager(fn: Callable, name: str, **options) -> Callable:
@@ -15,13 +19,18 @@ def compile_or_eager(fn: Callable, name: str, **options) -> Callable:
     import torch
 
     compiled = torch.compile(fn, **options)
-    failed = False
+    failed, first = False, True
 
     def call(*args):
-        nonlocal failed
+        nonlocal failed, first
         if not failed:
             try:
-                return compiled(*args)
+                start = time.perf_counter()
+                out = compiled(*args)
+                if first:
+                    first = False
+                    log.info("torch.compile of %s: first call (compiling) %.1f s", name, time.perf_counter() - start)
+                return out
             except Exception as error:  # a missing or broken C++ toolchain surfaces on the first call
                 failed = True
                 first_line = str(error).splitlines()[0] if str(error) else ""

@@ -97,9 +97,13 @@ def test_sgd_covariance_noise_has_covariance_c_over_b():
     assert float(samples.mean(0).abs().max()) < 5 * float(torch.diagonal(cov).sqrt().max()) / math.sqrt(draws)
 
 
-@pytest.mark.parametrize("mode", ["gd_fbm", "gd_anticorrelated", "gd_levy"])
-def test_injected_modes_resume_exactly(tmp_path, monkeypatch, mode):
-    overrides = SHORT + [f"noise={mode}", "noise.record_steps=64", "noise.match_every=30", "model.widths=[16]"]
+COMPILED_SAMPLER = ["trainer.compile=true", "noise.sigma=0.01"]  # σ fixed: only the sampler is compiled
+
+
+@pytest.mark.parametrize("mode,extra", [("gd_fbm", []), ("gd_anticorrelated", []), ("gd_levy", []),
+                                        ("gd_anticorrelated", COMPILED_SAMPLER), ("gd_levy", COMPILED_SAMPLER)])
+def test_injected_modes_resume_exactly(tmp_path, monkeypatch, mode, extra):
+    overrides = SHORT + [f"noise={mode}", "noise.record_steps=64", "noise.match_every=30", "model.widths=[16]", *extra]
     train_run(tmp_path / "full", overrides)
     kill_after_checkpoint(tmp_path / "killed", overrides, monkeypatch, last_checkpoint=40)
     train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
