@@ -11,13 +11,13 @@ import time
 import warnings
 from typing import Callable
 
+import torch
+
 log = logging.getLogger(__name__)
 
 
 def compile_or_eager(fn: Callable, name: str, **options) -> Callable:
     """`torch.compile(fn, **options)`, falling back to `fn` itself (with one warning) if compiling fails."""
-    import torch
-
     compiled = torch.compile(fn, **options)
     failed, first = False, True
 

@@ -27,7 +27,7 @@ PER_SAMPLE_BUDGET = 1 << 21  # numbers per chunk of per-sample gradients: 8 MB i
 class GradientSource:
     def __init__(self, model: nn.Module, data: Dataset, chunk_size: int, compile: bool = False):
         self.model, self.data, self.chunk_size = model, data, chunk_size
-        self.compile = compile  # torch.compile the per-sample squared norms (see batch_grad_sq_norms)
+        self.compile = compile  # torch.compile the per-sample kernels (see _over_rows)
         self._compiled: Dict[str, object] = {}
         self.classification = data.task == "classification"
         self.loss_fn = F.cross_entropy if self.classification else F.mse_loss
@@ -92,19 +92,27 @@ class GradientSource:
         For analyses: training is not perturbed (BatchNorm running statistics are restored).
         `eval_mode=True` takes it in eval mode, consistent with the per-sample gradients."""
         saved = {k: b.clone() for k, b in self.model.named_buffers()}
-        was_training = self.model.training
-        self.model.train(not eval_mode and was_training)
         total = torch.zeros(self.dim, device=self.data.x_train.device)
         try:
-            for _, x, y in self._chunks():
-                loss = self.loss_fn(self.model(x), y) * (len(x) / self.n_train)
-                total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, self.params)])
+            with self._model_mode(training=self.model.training and not eval_mode):
+                for _, x, y in self._chunks():
+                    loss = self.loss_fn(self.model(x), y) * (len(x) / self.n_train)
+                    total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, self.params)])
         finally:
-            self.model.train(was_training)
             with torch.no_grad():
                 for k, b in self.model.named_buffers():
                     b.copy_(saved[k])
         return total
+
+    @contextlib.contextmanager
+    def _model_mode(self, training: bool):
+        """The model in train or eval mode for the block, then back in the mode it was in."""
+        was_training = self.model.training
+        self.model.train(training)
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
 
     # ------------------------------------------------------------------ flat gradient vectors
     def flat_grad(self) -> torch.Tensor:
@@ -119,15 +127,6 @@ class GradientSource:
     # ------------------------------------------------------------------ per-sample gradients
     def _rows_per_chunk(self, batch: int) -> int:
         return max(1, min(max(1, self.chunk_size // batch), PER_SAMPLE_BUDGET // self.dim))
-
-    @contextlib.contextmanager
-    def _eval_mode(self):
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            yield {k: p.detach() for k, p in self.named_params.items()}, dict(self.model.named_buffers())
-        finally:
-            self.model.train(was_training)
 
     def _row_grads(self, params, buffers, x, y) -> Dict[str, torch.Tensor]:
         """One vmap over rows of grad of a functional_call: the gradient of each row's mean loss
@@ -156,7 +155,9 @@ class GradientSource:
         chunk is padded with copies of its first row, so one compiled kernel serves every chunk."""
         chunk = min(rows_per_chunk or self._rows_per_chunk(batches.shape[1]), len(batches))
         fn = self._compiled_kernel(kernel) if self.compile else getattr(self, kernel)
-        with self._eval_mode() as (params, buffers):
+        params = {k: p.detach() for k, p in self.named_params.items()}
+        buffers = dict(self.model.named_buffers())
+        with self._model_mode(training=False):
             for start in range(0, len(batches), chunk):
                 rows = batches[start : start + chunk]
                 if self.compile and len(rows) < chunk:
@@ -211,15 +212,13 @@ class GradientSource:
     def evaluate(self, split: str) -> Dict[str, float]:
         """Loss (and accuracy for classification) on `train` or `test`, in eval mode."""
         x_all, y_all = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
-        was_training = self.model.training
-        self.model.eval()
         loss_sum, correct = torch.zeros((), dtype=torch.float64, device=x_all.device), 0
-        for _, x, y in self._chunks(split):
-            out = self.model(x)
-            loss_sum += self.loss_fn(out, y, reduction="sum").double()
-            if self.classification:
-                correct += (out.argmax(dim=1) == y).sum()
-        self.model.train(was_training)
+        with self._model_mode(training=False):
+            for _, x, y in self._chunks(split):
+                out = self.model(x)
+                loss_sum += self.loss_fn(out, y, reduction="sum").double()
+                if self.classification:
+                    correct += (out.argmax(dim=1) == y).sum()
         n = len(x_all)
         # mse_loss with reduction="sum" sums over output dimensions too: divide by targets per sample
         per = 1 if self.classification else y_all[0].numel()
