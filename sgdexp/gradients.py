@@ -86,8 +86,9 @@ class GradientSource:
             total += losses.detach().sum() / n
         return total
 
-    def full_grad_vector(self, eval_mode: bool = False) -> torch.Tensor:
-        """∇L(θ) as a flat vector, leaving `.grad`, the model's mode and its buffers as they were.
+    def full_grad_vector(self, eval_mode: bool = False, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """∇L(θ) as a flat vector, leaving `.grad`, the model's mode and its buffers as they were;
+        with `weights` (N,), ∇ Σ_i w_i ℓ_i(θ) instead (as `backward_weighted`).
 
         For analyses: training is not perturbed (BatchNorm running statistics are restored).
         `eval_mode=True` takes it in eval mode, consistent with the per-sample gradients."""
@@ -95,8 +96,11 @@ class GradientSource:
         total = torch.zeros(self.dim, device=self.data.x_train.device)
         try:
             with self._model_mode(training=self.model.training and not eval_mode):
-                for _, x, y in self._chunks():
-                    loss = self.loss_fn(self.model(x), y) * (len(x) / self.n_train)
+                for start, x, y in self._chunks():
+                    if weights is None:
+                        loss = self.loss_fn(self.model(x), y) * (len(x) / self.n_train)
+                    else:
+                        loss = (self.per_sample_loss(self.model(x), y) * weights[start : start + len(x)]).sum()
                     total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, self.params)])
         finally:
             with torch.no_grad():

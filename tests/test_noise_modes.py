@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import CONF, kill_after_checkpoint, make_cfg, train_run
+from sgdexp.noise import sgd_covariance_noise
 from sgdexp.noise.modes import MODES
 from sgdexp.tasks.setup import build_setup
 from sgdexp.tracking import read_metrics
@@ -89,12 +90,17 @@ def test_sgd_covariance_noise_has_covariance_c_over_b():
     for t in range(draws):
         mode.apply(t + 1)
         samples[t] = source.flat_grad().double() - full
-    emp = samples.T @ samples / draws  # mean is zero by construction
-    err = torch.linalg.matrix_norm(emp - cov) / torch.linalg.matrix_norm(cov)
+    # the mode's ζ, and the public sampler's (which leaves .grad as it was)
+    generator = torch.Generator().manual_seed(2)
+    public = torch.stack([sgd_covariance_noise(source, 4, generator).double() for _ in range(draws)])
+    assert torch.equal(source.flat_grad().double(), samples[-1] + full)  # .grad untouched
     # Wishart sampling error: E|Ĉ − Σ|_F² = (tr(Σ)² + tr(Σ²)) / n
     expected = math.sqrt((torch.trace(cov) ** 2 + torch.trace(cov @ cov)) / draws) / torch.linalg.matrix_norm(cov)
-    assert float(err) < 3 * float(expected)
-    assert float(samples.mean(0).abs().max()) < 5 * float(torch.diagonal(cov).sqrt().max()) / math.sqrt(draws)
+    for zeta in (samples, public):
+        emp = zeta.T @ zeta / draws  # mean is zero by construction
+        err = torch.linalg.matrix_norm(emp - cov) / torch.linalg.matrix_norm(cov)
+        assert float(err) < 3 * float(expected)
+        assert float(zeta.mean(0).abs().max()) < 5 * float(torch.diagonal(cov).sqrt().max()) / math.sqrt(draws)
 
 
 COMPILED_SAMPLER = ["trainer.compile=true", "noise.sigma=0.01"]  # σ fixed: only the sampler is compiled

@@ -200,14 +200,34 @@ class LevyGD(InjectedNoise):
         return {"noise/alpha": float(tail_index(record, dim=0).mean())}
 
 
+def sgd_covariance_weights(z: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """w_i = (z_i − z̄)/√(BN) for z ~ N(0, I_N): then Σ_i w_i ∇ℓ_i = (BN)^{-1/2} Σ_i (∇ℓ_i − ∇L) z_i,
+    a Gaussian vector with covariance exactly C(θ)/B (C: per-sample gradient covariance, divisor N)."""
+    return (z - z.mean()) / math.sqrt(batch_size * len(z))
+
+
+def sgd_covariance_noise(source: GradientSource, batch_size: int,
+                         generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """One draw of SGD-covariance noise ζ ~ N(0, C(θ)/B) at the model's current weights, exactly,
+    as a flat vector (parameters in `source.params` order).
+
+    C is never formed and no per-sample gradient is stored: ζ is the gradient of the re-weighted
+    loss Σ_i w_i ℓ_i (`sgd_covariance_weights`), one forward and one backward pass over the
+    training set, in the model's current mode. `.grad`, the mode and BatchNorm statistics are
+    left as they were (`GradientSource.full_grad_vector`). z is drawn from `generator`."""
+    device = source.data.x_train.device
+    z = torch.randn(source.n_train, generator=generator, device=generator.device if generator else device)
+    return source.full_grad_vector(weights=sgd_covariance_weights(z.to(device), batch_size))
+
+
 @MODES.register("gd_sgdcov")
 class SGDCovarianceGD(InjectedNoise):
     """∇L + σ ζ with ζ ~ N(0, C(θ)/B) exactly, C never formed; `matched` is σ = 1.
 
     ζ = 1/√(BN) Σ_i (∇ℓ_i − ∇L) z_i with z_i ~ N(0, 1) has covariance exactly C/B. Since
     Σ_i (∇ℓ_i − ∇L) z_i = Σ_i (z_i − z̄) ∇ℓ_i, the whole signal is the gradient of the weighted
-    loss Σ_i w_i ℓ_i with w_i = 1/N + σ (z_i − z̄)/√(BN): one forward and one backward pass over
-    the training set, the cost of a GD step. On logged steps ∇L is taken apart to measure |σζ|.
+    loss Σ_i w_i ℓ_i with w_i = 1/N + σ (z_i − z̄)/√(BN) (`sgd_covariance_weights`): one forward
+    and one backward pass over the training set, the cost of a GD step. On logged steps ∇L is taken apart to measure |σζ|.
     """
 
     def __init__(self, cfg, source, seed, device):
@@ -220,9 +240,7 @@ class SGDCovarianceGD(InjectedNoise):
 
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
         n = self.source.n_train
-        z = self.zeta.sample()
-        scale = self.sigma / math.sqrt(self.batch_size * n)
-        weights = (z - z.mean()) * scale
+        weights = sgd_covariance_weights(self.zeta.sample(), self.batch_size).mul_(self.sigma)
         if measure:
             self.source.backward_weighted(weights)
             noise = self.source.flat_grad()
