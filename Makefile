@@ -25,8 +25,8 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_overhead.py
-	@for b in benchmarks/bench_*.py; do [ $$b = benchmarks/bench_overhead.py ] || $(PY) $$b --quick; done
+	$(PY) scripts/bench_overhead.py
+	@for b in scripts/bench_*.py; do [ $$b = scripts/bench_overhead.py ] || $(PY) $$b --quick; done
 
 clean:
 	rm -rf outputs/2* multirun .pytest_cache

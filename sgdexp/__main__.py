@@ -1,15 +1,14 @@
 """`python -m sgdexp [overrides]`: compose the config with Hydra and run the chosen task."""
 import re
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from sgdexp.app import run
-from sgdexp.config import register_configs
+from sgdexp.config import conf_dir, register_configs
 
-CONF = Path(__file__).parent / "conf"
+CONF = conf_dir()
 
 
 def check_group_choices(argv) -> None:
@@ -22,11 +21,11 @@ def check_group_choices(argv) -> None:
         known = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
         for value in values:
             if value not in known and value != "null":
-                allowed = f"one of {', '.join(known)}" if known else f"none: sgdexp/conf/{group}/ has no members yet"
+                allowed = f"one of {', '.join(known)}" if known else f"none: conf/{group}/ has no members yet"
                 sys.exit(f"sgdexp: error: {group}={value!r} is not allowed: {allowed}")
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> float:
     return run(cfg)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
@@ -255,6 +256,17 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
 }
 
 
+def conf_dir() -> Path:
+    """The config tree: `conf/` beside `sgdexp/` in a source checkout, else the copy installed with
+    the package as `sgdexp.conf` (a wheel maps `conf/` there; see setup.py)."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf" / "config.yaml").is_file():
+        return checkout / "conf"
+    import sgdexp.conf
+
+    return Path(sgdexp.conf.__file__).resolve().parent
+
+
 _registered = False
 
 
@@ -276,10 +288,10 @@ def register_configs() -> None:
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The config `python -m sgdexp <overrides>` would run, composed without the CLI (for
     notebooks, tests and benchmarks): `run_task(compose_config([...]), out_dir)` runs it."""
-    from hydra import compose, initialize_config_module
+    from hydra import compose, initialize_config_dir
 
     register_configs()
-    with initialize_config_module("sgdexp.conf", version_base="1.3"):
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         return compose("config", overrides=list(overrides))
 
 

@@ -179,7 +179,7 @@ class GradientSource:
 
         Eager vmap stores each chunk's gradients and reduces them; compiled (`compile`), the
         gradients are never stored: 40-60x a Python loop over samples on the default MLP, against
-        6-8x eager (benchmarks/bench_per_sample.py)."""
+        6-8x eager (scripts/bench_per_sample.py)."""
         parts = None if center is None else tuple(c.view_as(p) for c, p in zip(center.split(self.numels), self.params))
         return torch.cat([sq.double() for sq in self._over_rows("_row_sq_norms", batches, None, parts)])
 

@@ -16,7 +16,7 @@ from sgdexp.config import compose_config
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
-CONF = Path(__file__).resolve().parents[1] / "sgdexp" / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 # Small, fast defaults for tests: CPU, no W&B, no progress bar.
 FAST = ["device=cpu", "logger=none", "trainer.progress=false"]
 

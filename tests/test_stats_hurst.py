@@ -1,6 +1,6 @@
 """Hurst estimators against exact fGn (Davies-Harte, sgdexp.noise.generators) and AR(1).
 
-Measured at n = 4096 (benchmarks/bench_estimators.py): per-series RMSE whittle ~0.01,
+Measured at n = 4096 (scripts/bench_estimators.py): per-series RMSE whittle ~0.01,
 local_whittle ~0.04 (theory 1/(2 sqrt(m)) = 0.033), DFA 0.015-0.037, R/S 0.025-0.075
 (bias toward 0.5 up to 0.07). Bounds: >= 3-4 SD of the estimated RMSE / mean plus the bias.
 """

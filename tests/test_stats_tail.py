@@ -1,6 +1,6 @@
 """Tail-index estimators against exact SαS samples (sgdexp.noise.generators, CMS).
 
-Tolerances come from the measured sampling error of each estimator (benchmarks/bench_estimators.py,
+Tolerances come from the measured sampling error of each estimator (scripts/bench_estimators.py,
 n = 4096): per-series SD ~0.03 for "ecf", up to ~0.05 for "quantile", ~0.1 for "block_sum".
 With S series the mean has SD ~SD/sqrt(S); bounds below are >= 4 such SDs plus the measured bias.
 """

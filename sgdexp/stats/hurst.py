@@ -48,7 +48,7 @@ Which method answers which question?
 
 Measured on exact fGn (Davies-Harte), 200 series, n = 4096, bias / RMSE, and the mean
 estimate on AR(1) with :math:`\phi = 0.5` at n = 16384 (true H = 0.5), from
-``benchmarks/bench_estimators.py``:
+``scripts/bench_estimators.py``:
 
 =================  ===============  ===============  ===============  ===============  ===============  ======
 method             H = 0.2          H = 0.35         H = 0.5          H = 0.65         H = 0.8          AR(1)

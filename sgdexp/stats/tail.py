@@ -40,7 +40,7 @@ Methods (``method=``)
     (:math:`\alpha = 2`) has no power-law tail at all (the raw Hill value there is > 2 and is
     clipped). Use it only for clearly heavy tails (:math:`\alpha \lesssim 1.5`).
 
-Measured accuracy (``benchmarks/bench_estimators.py``, 200 series of exact S\ :math:`\alpha`\ S,
+Measured accuracy (``scripts/bench_estimators.py``, 200 series of exact S\ :math:`\alpha`\ S,
 n = 4096; bias / RMSE; time per series on one core):
 
 ==============  ===============  ===============  ===============  ===============  ========

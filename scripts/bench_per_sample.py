@@ -1,6 +1,6 @@
 """Per-sample gradients: `torch.func` (vmap over grad, chunked) against a Python loop over samples.
 
-    python benchmarks/bench_per_sample.py [--quick] [overrides ...]
+    python scripts/bench_per_sample.py [--quick] [overrides ...]
 
 Default: the default MLP on digits, all N = 1437 training samples. Two workloads, each done both
 ways:

@@ -1,7 +1,7 @@
 """Accuracy and speed of the sgdexp.stats estimators against exact ground truth and reference packages.
 
-    python benchmarks/bench_estimators.py            # full run (~9.5 minutes, 6 of them levy_stable.fit)
-    python benchmarks/bench_estimators.py --quick    # fewer series, no scipy MLE fit (~1 minute)
+    python scripts/bench_estimators.py            # full run (~9.5 minutes, 6 of them levy_stable.fit)
+    python scripts/bench_estimators.py --quick    # fewer series, no scipy MLE fit (~1 minute)
 
 Ground truth comes from sgdexp.noise.generators: exact symmetric alpha-stable samples (CMS) for
 alpha in {1.2, 1.5, 1.8, 2.0} and exact fractional Gaussian noise (Davies-Harte) for

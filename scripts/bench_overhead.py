@@ -1,6 +1,6 @@
 """sgdexp's training wall time against a bare PyTorch loop of the same model, data, batch and steps.
 
-    python benchmarks/bench_overhead.py [--steps 3000] [--repeats 5] [overrides ...]
+    python scripts/bench_overhead.py [--steps 3000] [--repeats 5] [overrides ...]
 
 Both run in this process, interleaved, analyses off and `logger=none`; the ratio of the fastest repeats is
 printed (target: <= 1.05). sgdexp's time is the train loop as `summary.json` reports it (evaluation

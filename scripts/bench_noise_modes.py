@@ -1,6 +1,6 @@
 """Per-step wall time of every noise mode relative to plain `gd`, on the default MLP and digits.
 
-    python benchmarks/bench_noise_modes.py [--rounds 9] [--quick]
+    python scripts/bench_noise_modes.py [--rounds 9] [--quick]
 
 Every variant is built once and warmed up; then, round after round, each variant runs a block of
 `match_every` = 250 steps (noise application and optimizer step, metrics measured every 10th

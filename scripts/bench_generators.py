@@ -1,6 +1,6 @@
 """Speed and memory of the noise generators (sgdexp.noise.generators).
 
-Run: ``python benchmarks/bench_generators.py [--device cpu] [--threads N] [--quick]``. Prints a small table:
+Run: ``python scripts/bench_generators.py [--device cpu] [--threads N] [--quick]``. Prints a small table:
 
 * exact fGn (Davies--Harte), 10^4 streams x 4096 steps, float32: wall time (target <= 2 s on
   2 CPU cores). "first" includes the one-off eigenvalue computation (cached afterwards).

@@ -1,0 +1,40 @@
+"""`python -m sgdexp [overrides]`: compose the config with Hydra and run the chosen task."""
+import re
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from sgdexp.app import run
+from sgdexp.config import conf_dir, register_configs
+
+CONF = conf_dir()
+
+
+def check_group_choices(argv) -> None:
+    """`model=foo` with no conf/model/foo.yaml: one line naming the choices (Hydra prints a screenful)."""
+    for arg in argv:
+        match = re.fullmatch(r"([a-z_]+)=\[?([\w,.-]*)\]?", arg)
+        if not match or not (CONF / match[1]).is_dir() or match[1] == "hydra":
+            continue
+        group, values = match[1], [v for v in match[2].split(",") if v]
+        known = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+        for value in values:
+            if value not in known and value != "null":
+                allowed = f"one of {', '.join(known)}" if known else f"none: conf/{group}/ has no members yet"
+                sys.exit(f"sgdexp: error: {group}={value!r} is not allowed: {allowed}")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
+def main(cfg: DictConfig) -> float:
+    return run(cfg)
+
+
+def cli() -> None:
+    check_group_choices(sys.argv[1:])
+    register_configs()
+    main()
+
+
+if __name__ == "__main__":
+    cli()

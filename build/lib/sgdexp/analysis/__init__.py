@@ -1,0 +1,23 @@
+"""Measurements taken during training on a schedule (the `analysis` config group, a list)."""
+from __future__ import annotations
+
+from typing import List
+
+from omegaconf import DictConfig
+
+from sgdexp.analysis.base import Analysis, Measurement
+from sgdexp.analysis.noise_memory import NoiseMemory
+from sgdexp.analysis.noise_stats import NoiseStats
+from sgdexp.gradients import GradientSource
+from sgdexp.registry import Registry
+
+ANALYSES: Registry[type] = Registry("analysis.name")
+ANALYSES.register("noise_stats")(NoiseStats)
+ANALYSES.register("noise_memory")(NoiseMemory)
+
+
+def build_analyses(cfg: DictConfig, source: GradientSource) -> List[Analysis]:
+    return [ANALYSES.get(a.name)(a, source, cfg.noise, cfg.seed, cfg.trainer.steps) for a in cfg.analysis.values()]
+
+
+__all__ = ["ANALYSES", "Analysis", "Measurement", "build_analyses"]

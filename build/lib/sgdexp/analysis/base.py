@@ -1,0 +1,101 @@
+"""Analyses: small objects with a schedule that measure during training and return plain numbers.
+
+An analysis knows nothing of W&B: `compute` returns a `Measurement` (scalars for the metrics,
+arrays for histograms and curves) and the tracker does the rest. Analyses draw from their own
+generator and leave `.grad`, the model's mode and BatchNorm statistics as they found them, so a run
+trains the same with or without them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from sgdexp.gradients import GradientSource
+from sgdexp.seeding import derive_seed
+
+
+@dataclass
+class Measurement:
+    scalars: Dict[str, float] = field(default_factory=dict)
+    arrays: Dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Analysis:
+    """`due(step)` after step `step`'s update (step 0: the initial weights) → `compute(step)`.
+
+    Analyses that record each step's gradient signal (windows along the trajectory) also implement
+    `observing(step)` / `observe(step)`, called after the noise mode wrote `.grad` and before the
+    optimizer uses it.
+    """
+
+    records_steps = False
+
+    def __init__(self, cfg: DictConfig, source: GradientSource, noise_cfg: DictConfig, seed: int, steps: int):
+        self.cfg, self.source, self.noise_cfg, self.steps = cfg, source, noise_cfg, steps
+        self.name = cfg.name
+        self.generator = torch.Generator().manual_seed(derive_seed(seed, f"analysis/{cfg.name}"))
+        self.last: Dict[str, float] = {}
+        # The schedule as plain ints: `due` and `observing` run every training step.
+        self.start, self.every = int(cfg.start), int(cfg.every)
+
+    def due(self, step: int) -> bool:
+        return step >= self.start and ((step - self.start) % self.every == 0 or step == self.steps)
+
+    def compute(self, step: int) -> Optional[Measurement]:
+        raise NotImplementedError
+
+    def observing(self, step: int) -> bool:
+        return False
+
+    def observe(self, step: int) -> None:
+        pass
+
+    def state_dict(self) -> Dict:
+        return {"generator": self.generator.get_state(), "last": {k: float(v) for k, v in self.last.items()}}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.last = dict(state["last"])
+
+
+class CoordinateSample:
+    """A seeded sample of k coordinates of the flat parameter vector, with each one's layer.
+
+    Layers are parameter tensors (`0.weight`, `0.bias`, ...). Sampling is stratified so that every
+    layer keeps at least one coordinate (a small bias vector is not lost among large weights).
+    """
+
+    def __init__(self, source: GradientSource, k: int, generator: torch.Generator):
+        names, numels = list(source.named_params), source.numels
+        offsets = np.cumsum([0] + numels)
+        if k == 0 or k >= source.dim:
+            index = torch.arange(source.dim)
+        else:
+            share = np.maximum(1, np.floor(k * np.array(numels) / source.dim)).astype(int)
+            parts = [torch.randperm(n, generator=generator)[: min(s, n)] + int(o)
+                     for n, s, o in zip(numels, share, offsets)]
+            index = torch.cat(parts).sort().values
+        self.index = index.to(source.data.x_train.device)
+        layer_of = np.searchsorted(offsets, index.numpy(), side="right") - 1
+        self.layers: Dict[str, np.ndarray] = {names[i]: np.flatnonzero(layer_of == i) for i in range(len(names))}
+        self.layers = {k: v for k, v in self.layers.items() if len(v)}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def layer_quantiles(prefix: str, values: np.ndarray, layers: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """Median and quartiles of per-coordinate `values` for each layer, as flat metric names."""
+    out = {}
+    for layer, idx in layers.items():
+        v = values[idx]
+        v = v[np.isfinite(v)]
+        if len(v):
+            q1, med, q3 = np.quantile(v, [0.25, 0.5, 0.75])
+            out.update({f"{prefix}/{layer}/median": float(med), f"{prefix}/{layer}/q1": float(q1),
+                        f"{prefix}/{layer}/q3": float(q3)})
+    return out

@@ -1,0 +1,343 @@
+"""Structured configs: every value has a type (checked by OmegaConf) and a range (checked here).
+
+Each group member in `conf/<group>/<name>.yaml` starts from its schema
+(`defaults: [/schema/<group>/<schema>@_here_]`), so a misspelt key or a value of the wrong type
+fails at composition; `validate` then checks ranges and choices and raises `ConfigError` naming
+the key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from sgdexp.errors import ConfigError
+from sgdexp.stats import HURST_METHODS, TAIL_METHODS
+
+
+def ranged(default=MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, or_words=None, factory=None):
+    """A dataclass field with its allowed range or choices in the metadata.
+
+    `or_words`: words allowed besides numbers in the range (e.g. `sigma: matched`).
+    """
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, or_words=or_words).items()
+            if v is not None}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ----------------------------------------------------------------------------- top level
+@dataclass
+class TrainerConfig:
+    steps: int = ranged(1000, ge=1)
+    eval_every: int = ranged(100, ge=0)  # 0: evaluate at the end only
+    log_every: int = ranged(10, ge=1)
+    checkpoint_every: int = ranged(500, ge=0)  # 0: checkpoint at the end only
+    resume: bool = False  # continue from checkpoints/last.pt of this output directory if present
+    lr_schedule: str = ranged("constant", choices=("constant", "step", "cosine"))
+    lr_milestones: List[int] = ranged(factory=list, ge=1)  # `step` schedule; empty: 50% and 75% of steps
+    lr_gamma: float = ranged(0.1, gt=0.0, le=1.0)
+    warmup_steps: int = ranged(0, ge=0)
+    chunk_size: int = ranged(2048, ge=1)  # most samples per forward pass in full-batch work
+    compile: bool = False  # torch.compile per-sample gradient kernels and noise samplers (2-20 s once per process)
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    seed: int = ranged(0, ge=0)
+    device: str = ranged("auto", choices=("auto", "cpu", "cuda"))
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    dataset: Any = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    noise: Any = MISSING
+    analysis: Dict[str, Any] = field(default_factory=dict)
+    task: Any = MISSING
+    logger: Any = MISSING
+
+
+# ----------------------------------------------------------------------------- dataset
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    root: str = "data"
+    download: bool = False
+    subset: Optional[int] = ranged(None, ge=1)  # keep the first n training samples
+
+
+@dataclass
+class DigitsConfig(DatasetConfig):
+    test_fraction: float = ranged(MISSING, gt=0.0, lt=1.0)
+    split_seed: int = ranged(MISSING, ge=0)
+
+
+@dataclass
+class SyntheticDatasetConfig(DatasetConfig):
+    n_train: int = ranged(MISSING, ge=1)
+    n_test: int = ranged(MISSING, ge=1)
+    dim: int = ranged(MISSING, ge=1)
+    data_seed: int = ranged(MISSING, ge=0)
+
+
+@dataclass
+class GaussianMixtureConfig(SyntheticDatasetConfig):
+    classes: int = ranged(MISSING, ge=2)
+    separation: float = ranged(MISSING, gt=0.0)
+
+
+@dataclass
+class TeacherStudentConfig(SyntheticDatasetConfig):
+    teacher_width: int = ranged(MISSING, ge=1)
+    label_noise: float = ranged(MISSING, ge=0.0)
+
+
+# ----------------------------------------------------------------------------- model
+ACTIVATIONS = ("relu", "tanh", "gelu")
+NORMS = ("none", "batch", "group")
+
+
+@dataclass
+class MLPConfig:
+    name: str = MISSING
+    widths: List[int] = ranged(MISSING, ge=1)
+    activation: str = ranged(MISSING, choices=ACTIVATIONS)
+
+
+@dataclass
+class CNNConfig:
+    name: str = MISSING
+    channels: List[int] = ranged(MISSING, ge=1)
+    hidden: int = ranged(MISSING, ge=1)
+    activation: str = ranged(MISSING, choices=ACTIVATIONS)
+    norm: str = ranged(MISSING, choices=NORMS)
+
+
+@dataclass
+class ResNetConfig:
+    name: str = MISSING
+    depth: int = ranged(MISSING, ge=8)  # 6n + 2
+    width: int = ranged(MISSING, ge=1)
+    norm: str = ranged(MISSING, choices=NORMS)
+
+
+@dataclass
+class VGGConfig:
+    name: str = MISSING
+    channels: List[int] = ranged(MISSING, ge=1)
+    convs_per_stage: int = ranged(MISSING, ge=1)
+    hidden: int = ranged(MISSING, ge=1)
+    batch_norm: bool = MISSING
+
+
+@dataclass
+class LinearConfig:
+    name: str = MISSING
+    bias: bool = True
+
+
+# ----------------------------------------------------------------------------- optimizer
+@dataclass
+class SGDConfig:
+    name: str = MISSING
+    lr: float = ranged(MISSING, gt=0.0)
+    momentum: float = ranged(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = ranged(0.0, ge=0.0)
+    nesterov: bool = False
+
+
+@dataclass
+class AdamConfig:
+    name: str = MISSING
+    lr: float = ranged(MISSING, gt=0.0)
+    beta1: float = ranged(0.9, ge=0.0, lt=1.0)
+    beta2: float = ranged(0.999, ge=0.0, lt=1.0)
+    eps: float = ranged(1e-8, gt=0.0)
+    weight_decay: float = ranged(0.0, ge=0.0)
+
+
+# ----------------------------------------------------------------------------- noise
+@dataclass
+class NoiseConfig:
+    name: str = MISSING
+    batch_size: int = ranged(MISSING, ge=1)  # SGD's batch size B (the reference for matched noise)
+    sampler: str = ranged("epoch", choices=("epoch", "replacement"))
+
+
+@dataclass
+class InjectedNoiseConfig(NoiseConfig):
+    """GD plus injected noise: θ ← θ − η(∇L + σ ζ_t)."""
+
+    sigma: Any = ranged("matched", ge=0.0, or_words=("matched",))  # a number, or matched to SGD's tr(C)/B
+    match_every: int = ranged(250, ge=1)  # steps between re-estimates of the matched σ
+    match_samples: int = ranged(1024, ge=0)  # samples (in minibatches of batch_size) estimating tr C; 0: all N, exact
+    record_coords: int = ranged(16, ge=1)  # coordinates of ζ recorded for the mode's own statistics
+    record_steps: int = ranged(1024, ge=64)  # length of that record before it is summarised
+
+
+@dataclass
+class FBMNoiseConfig(InjectedNoiseConfig):
+    hurst: float = ranged(MISSING, gt=0.0, lt=1.0)
+    n_factors: int = ranged(16, ge=1, le=32)  # Markov factors of the streaming fGn approximation
+
+
+@dataclass
+class LevyNoiseConfig(InjectedNoiseConfig):
+    alpha: float = ranged(MISSING, gt=0.0, le=2.0)
+
+
+# ----------------------------------------------------------------------------- analysis
+@dataclass
+class AnalysisConfig:
+    """Members of the `analysis` list group sit under `analysis.<name>`; each runs on its own schedule."""
+
+    name: str = MISSING
+    every: int = ranged(MISSING, ge=1)  # steps between measurements (windows start this often)
+    start: int = ranged(0, ge=0)  # first step measured
+
+
+@dataclass
+class NoiseStatsConfig(AnalysisConfig):
+    batches: int = ranged(MISSING, ge=8)  # M minibatch gradients against one full gradient
+    params: int = ranged(MISSING, ge=0)  # coordinates sampled (seeded) for per-parameter statistics; 0: all
+    tail_method: str = ranged("ecf", choices=TAIL_METHODS)
+    fdr_level: float = ranged(0.05, gt=0.0, lt=1.0)
+
+
+@dataclass
+class NoiseMemoryConfig(AnalysisConfig):
+    window: int = ranged(MISSING, ge=64)  # W consecutive steps recorded per window
+    params: int = ranged(MISSING, ge=0)  # fixed coordinates recorded (seeded); 0: none
+    projections: int = ranged(MISSING, ge=0)  # random unit projections of the whole SGN vector
+    max_lag: int = ranged(MISSING, ge=1)  # autocorrelation curve up to this lag
+    hurst_methods: List[str] = ranged(factory=lambda: ["whittle", "local_whittle"], choices=HURST_METHODS)
+
+
+# ----------------------------------------------------------------------------- task, logger
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+
+
+@dataclass
+class WandbConfig:
+    name: str = MISSING
+    mode: str = ranged("offline", choices=("offline", "online", "disabled"))
+    project: str = "sgdexp"
+    entity: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+    log_checkpoint: bool = True  # the final checkpoint as a W&B artifact (type "model")
+
+
+@dataclass
+class NoLoggerConfig:
+    name: str = MISSING
+
+
+SCHEMAS: Dict[str, Dict[str, type]] = {
+    "dataset": {
+        "digits": DigitsConfig,
+        "vision": DatasetConfig,
+        "gaussian_mixture": GaussianMixtureConfig,
+        "teacher_student": TeacherStudentConfig,
+    },
+    "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
+    "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
+    "noise": {"noise": NoiseConfig, "injected": InjectedNoiseConfig, "fbm": FBMNoiseConfig, "levy": LevyNoiseConfig},
+    "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig},
+    "task": {"task": TaskConfig},
+    "logger": {"wandb": WandbConfig, "none": NoLoggerConfig},
+}
+
+
+def conf_dir() -> Path:
+    """The config tree: `conf/` beside `sgdexp/` in a source checkout, else the copy installed with
+    the package as `sgdexp.conf` (a wheel maps `conf/` there; see setup.py)."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "conf" / "config.yaml").is_file():
+        return checkout / "conf"
+    import sgdexp.conf
+
+    return Path(sgdexp.conf.__file__).resolve().parent
+
+
+_registered = False
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore as `schema/<group>/<name>` (members extend them).
+
+    Idempotent: storing them again would only repeat the work."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    cs = ConfigStore.instance()
+    cs.store(name="schema_config", node=Config)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `python -m sgdexp <overrides>` would run, composed without the CLI (for
+    notebooks, tests and benchmarks): `run_task(compose_config([...]), out_dir)` runs it."""
+    from hydra import compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+# ----------------------------------------------------------------------------- validation
+def _check(key: str, value, meta: dict) -> None:
+    if value is None or not meta:
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check(f"{key}[{i}]", item, meta)
+        return
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(key, value, f"one of {', '.join(map(str, meta['choices']))}")
+    if "or_words" in meta:
+        if value in meta["or_words"]:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            words = " or ".join(meta["or_words"])
+            raise ConfigError(key, value, f"a number or {words}")
+    bad = isinstance(value, float) and math.isnan(value)
+    bounds = []
+    for name, ok, text in (
+        ("ge", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("le", lambda v, b: v <= b, "<="),
+        ("lt", lambda v, b: v < b, "<"),
+    ):
+        if name in meta:
+            bounds.append(f"{text} {meta[name]}")
+            bad = bad or not ok(value, meta[name])
+    if bad:
+        raise ConfigError(key, value, f"must be {' and '.join(bounds)}")
+
+
+def _walk(obj, prefix: str) -> None:
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            key = f"{prefix}{f.name}"
+            _check(key, value, dict(f.metadata))
+            _walk(value, key + ".")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _walk(v, f"{prefix}{k}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every range and choice in the composed config; raise ConfigError on the first bad value."""
+    _walk(OmegaConf.to_object(cfg), "")

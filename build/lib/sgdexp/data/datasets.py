@@ -1,0 +1,179 @@
+"""Datasets as tensors: small enough to live on the device and be batched by index.
+
+Every loader returns a `Dataset` on the CPU with raw inputs; `load_dataset` takes the subset,
+standardises inputs with training-set statistics (per channel for images, per feature for
+vectors) and moves everything to the device once.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from sgdexp.errors import ConfigError
+from sgdexp.registry import Registry
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_outputs: int  # classes, or regression targets
+    task: str  # "classification" | "regression"
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def n_train(self) -> int:
+        return len(self.x_train)
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+    def to(self, device: torch.device) -> "Dataset":
+        return replace(self, **{k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")})
+
+
+DATASETS: Registry[Callable[[DictConfig], Dataset]] = Registry("dataset.name")
+
+
+def load_dataset(cfg: DictConfig, device: torch.device) -> Dataset:
+    data = DATASETS.get(cfg.name)(cfg)
+    if cfg.subset is not None:
+        if cfg.subset > data.n_train:
+            raise ConfigError("dataset.subset", cfg.subset, f"at most the {data.n_train} training samples of {cfg.name}")
+        data = replace(data, x_train=data.x_train[: cfg.subset], y_train=data.y_train[: cfg.subset])
+    return _standardise(data).to(device)
+
+
+def _standardise(data: Dataset) -> Dataset:
+    x = data.x_train.double()
+    dims = (0, 2, 3) if data.is_image else (0,)
+    shape = (1, -1, 1, 1) if data.is_image else (1, -1)
+    mean = x.mean(dim=dims).view(shape)
+    std = x.std(dim=dims).clamp_min(1e-8).view(shape)
+    norm = lambda t: ((t.double() - mean) / std).float()  # noqa: E731
+    return replace(data, x_train=norm(data.x_train), x_test=norm(data.x_test))
+
+
+# ----------------------------------------------------------------------------- built in
+@DATASETS.register("digits")
+def digits(cfg: DictConfig) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None]  # (N, 1, 8, 8)
+    xtr, xte, ytr, yte = train_test_split(
+        x, bunch.target, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=bunch.target
+    )
+    return Dataset("digits", torch.from_numpy(xtr), torch.from_numpy(ytr).long(),
+                   torch.from_numpy(xte), torch.from_numpy(yte).long(), 10, "classification")
+
+
+@DATASETS.register("gaussian_mixture")
+def gaussian_mixture(cfg: DictConfig) -> Dataset:
+    rng = np.random.default_rng(cfg.data_seed)
+    means = rng.standard_normal((cfg.classes, cfg.dim))
+    means *= cfg.separation / np.linalg.norm(means, axis=1, keepdims=True)
+
+    def draw(n):
+        y = rng.integers(0, cfg.classes, n)
+        x = means[y] + rng.standard_normal((n, cfg.dim))
+        return torch.from_numpy(x).float(), torch.from_numpy(y).long()
+
+    (xtr, ytr), (xte, yte) = draw(cfg.n_train), draw(cfg.n_test)
+    return Dataset("gaussian_mixture", xtr, ytr, xte, yte, cfg.classes, "classification")
+
+
+@DATASETS.register("teacher_student")
+def teacher_student(cfg: DictConfig) -> Dataset:
+    rng = np.random.default_rng(cfg.data_seed)
+    w1 = rng.standard_normal((cfg.dim, cfg.teacher_width)) / np.sqrt(cfg.dim)
+    w2 = rng.standard_normal((cfg.teacher_width, 1)) / np.sqrt(cfg.teacher_width)
+
+    def draw(n):
+        x = rng.standard_normal((n, cfg.dim))
+        y = np.tanh(x @ w1) @ w2 + cfg.label_noise * rng.standard_normal((n, 1))
+        return torch.from_numpy(x).float(), torch.from_numpy(y).float()
+
+    (xtr, ytr), (xte, yte) = draw(cfg.n_train), draw(cfg.n_test)
+    return Dataset("teacher_student", xtr, ytr, xte, yte, 1, "regression")
+
+
+# ----------------------------------------------------------------------------- torchvision
+def _require(root: Path, files: List[Path], name: str) -> None:
+    missing = [str(f) for f in files if not (root / f).exists()]
+    if missing:
+        raise ConfigError(
+            "dataset.root", str(root),
+            f"{name} files missing there: {', '.join(missing)} (put them there, or set dataset.download=true)",
+        )
+
+
+def _mnist_like(cls_name: str, name: str) -> Callable[[DictConfig], Dataset]:
+    def load(cfg: DictConfig) -> Dataset:
+        import torchvision.datasets as tvd
+
+        cls = getattr(tvd, cls_name)
+        root = Path(cfg.root).expanduser()
+        if not cfg.download:  # torchvision's own message names no file; ours names each
+            raw = Path(cls.__name__) / "raw"
+            _require(root, [raw / Path(url).name.removesuffix(".gz") for url, _ in cls.resources], name)
+        parts = [cls(str(root), train=train, download=cfg.download) for train in (True, False)]
+        (xtr, ytr), (xte, yte) = [(p.data[:, None].float(), p.targets.long()) for p in parts]
+        return Dataset(name, xtr, ytr, xte, yte, len(parts[0].classes), "classification")
+
+    return load
+
+
+DATASETS.register("mnist")(_mnist_like("MNIST", "mnist"))
+DATASETS.register("fashion_mnist")(_mnist_like("FashionMNIST", "fashion_mnist"))
+
+# CIFAR's on-disk format (python pickles of uint8 rows). We read it ourselves because torchvision
+# checks the md5 of every file on every load, which rejects any copy but the original archive.
+_CIFAR = {
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels", 10),
+    "cifar100": ("CIFAR100", "cifar-100-python", ["train"], ["test"], b"fine_labels", 100),
+}
+
+
+def _cifar(name: str) -> Callable[[DictConfig], Dataset]:
+    cls_name, folder, train_files, test_files, label_key, classes = _CIFAR[name]
+
+    def read(paths: List[Path]) -> Tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for path in paths:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch[label_key], dtype=np.int64))
+        return torch.from_numpy(np.concatenate(xs)).float(), torch.from_numpy(np.concatenate(ys))
+
+    def load(cfg: DictConfig) -> Dataset:
+        root = Path(cfg.root).expanduser()
+        if cfg.download:
+            import torchvision.datasets as tvd
+
+            getattr(tvd, cls_name)(str(root), train=True, download=True)
+        _require(root, [Path(folder) / f for f in train_files + test_files], name)
+        xtr, ytr = read([root / folder / f for f in train_files])
+        xte, yte = read([root / folder / f for f in test_files])
+        return Dataset(name, xtr, ytr, xte, yte, classes, "classification")
+
+    return load
+
+
+DATASETS.register("cifar10")(_cifar("cifar10"))
+DATASETS.register("cifar100")(_cifar("cifar100"))

@@ -1,0 +1,12 @@
+"""Errors that are the user's to fix: they stop a run with one line and no traceback."""
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed, or data that is not where the config says.
+
+    The message is the whole story: it names the key, the value and what is allowed.
+    """
+
+    def __init__(self, key: str, value, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r} is not allowed: {allowed}")

@@ -1,0 +1,232 @@
+"""The one gradient source: minibatch, full-batch, weighted, per-sample and evaluation passes.
+
+Noise modes and analyses ask it for gradients; nobody else runs the model on training data.
+
+Per-sample gradients use `torch.func` (vmap over grad of a functional_call), chunked so that a chunk
+of per-sample gradients holds at most `PER_SAMPLE_BUDGET` numbers. They are taken in eval mode:
+BatchNorm then normalises with its running statistics, so each sample's gradient depends on that
+sample alone (in train mode a "per-sample" gradient through batch statistics is not one).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from sgdexp.compiling import compile_or_eager
+from sgdexp.data import Dataset
+
+PER_SAMPLE_BUDGET = 1 << 21  # numbers per chunk of per-sample gradients: 8 MB in float32, reused by the
+# allocator (chunks of 32 MB and more are fresh pages each time: page faults cost more than the vmap)
+
+
+class GradientSource:
+    def __init__(self, model: nn.Module, data: Dataset, chunk_size: int, compile: bool = False):
+        self.model, self.data, self.chunk_size = model, data, chunk_size
+        self.compile = compile  # torch.compile the per-sample kernels (see _over_rows)
+        self._compiled: Dict[str, object] = {}
+        self.classification = data.task == "classification"
+        self.loss_fn = F.cross_entropy if self.classification else F.mse_loss
+        self.named_params = {k: p for k, p in model.named_parameters() if p.requires_grad}
+        self.params = list(self.named_params.values())
+        self.numels = [p.numel() for p in self.params]
+        self.dim = sum(self.numels)
+
+    @property
+    def n_train(self) -> int:
+        return self.data.n_train
+
+    def _chunks(self, split: str = "train") -> Iterator[tuple]:
+        """(start, x, y) over `split` in chunks of `chunk_size`: full-batch work in bounded memory."""
+        x_all, y_all = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+        for start in range(0, len(x_all), self.chunk_size):
+            yield start, x_all[start : start + self.chunk_size], y_all[start : start + self.chunk_size]
+
+    def _zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def backward_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """Write the minibatch gradient g_B into `.grad`; return the batch loss (detached)."""
+        loss = self.loss_fn(self.model(self.data.x_train[indices]), self.data.y_train[indices])
+        self._zero_grad()
+        loss.backward()
+        return loss.detach()
+
+    def backward_full(self) -> torch.Tensor:
+        """Write the full-batch gradient ∇L into `.grad`, in chunks of `chunk_size`; return L."""
+        self._zero_grad()
+        n, total = self.n_train, torch.zeros((), device=self.data.x_train.device)
+        for _, x, y in self._chunks():
+            loss = self.loss_fn(self.model(x), y) * (len(x) / n)
+            loss.backward()
+            total += loss.detach()
+        return total
+
+    def per_sample_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.classification:
+            return F.cross_entropy(out, y, reduction="none")
+        return F.mse_loss(out, y, reduction="none").flatten(1).mean(dim=1)
+
+    def backward_weighted(self, weights: torch.Tensor) -> torch.Tensor:
+        """Write ∇ Σ_i w_i ℓ_i(θ) over the training set into `.grad` (chunked); return L(θ).
+
+        One forward and one backward pass: the gradient of any fixed linear combination of
+        per-sample losses, e.g. ∇L plus exact SGD-covariance noise (see `noise.modes`).
+        """
+        self._zero_grad()
+        n, total = self.n_train, torch.zeros((), device=weights.device)
+        for start, x, y in self._chunks():
+            losses = self.per_sample_loss(self.model(x), y)
+            (losses * weights[start : start + len(x)]).sum().backward()
+            total += losses.detach().sum() / n
+        return total
+
+    def full_grad_vector(self, eval_mode: bool = False, weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """∇L(θ) as a flat vector, leaving `.grad`, the model's mode and its buffers as they were;
+        with `weights` (N,), ∇ Σ_i w_i ℓ_i(θ) instead (as `backward_weighted`).
+
+        For analyses: training is not perturbed (BatchNorm running statistics are restored).
+        `eval_mode=True` takes it in eval mode, consistent with the per-sample gradients."""
+        saved = {k: b.clone() for k, b in self.model.named_buffers()}
+        total = torch.zeros(self.dim, device=self.data.x_train.device)
+        try:
+            with self._model_mode(training=self.model.training and not eval_mode):
+                for start, x, y in self._chunks():
+                    if weights is None:
+                        loss = self.loss_fn(self.model(x), y) * (len(x) / self.n_train)
+                    else:
+                        loss = (self.per_sample_loss(self.model(x), y) * weights[start : start + len(x)]).sum()
+                    total += torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, self.params)])
+        finally:
+            with torch.no_grad():
+                for k, b in self.model.named_buffers():
+                    b.copy_(saved[k])
+        return total
+
+    @contextlib.contextmanager
+    def _model_mode(self, training: bool):
+        """The model in train or eval mode for the block, then back in the mode it was in."""
+        was_training = self.model.training
+        self.model.train(training)
+        try:
+            yield
+        finally:
+            self.model.train(was_training)
+
+    # ------------------------------------------------------------------ flat gradient vectors
+    def flat_grad(self) -> torch.Tensor:
+        """The current `.grad` of every parameter as one vector of length `dim`."""
+        return torch.cat([p.grad.reshape(-1) for p in self.params])
+
+    def add_to_grad(self, vector: torch.Tensor, alpha: float = 1.0) -> None:
+        """`.grad += alpha * vector`, the flat vector split over the parameters."""
+        torch._foreach_add_([p.grad for p in self.params],
+                            [part.view_as(p) for p, part in zip(self.params, vector.split(self.numels))], alpha=alpha)
+
+    # ------------------------------------------------------------------ per-sample gradients
+    def _rows_per_chunk(self, batch: int) -> int:
+        return max(1, min(max(1, self.chunk_size // batch), PER_SAMPLE_BUDGET // self.dim))
+
+    def _row_grads(self, params, buffers, x, y) -> Dict[str, torch.Tensor]:
+        """One vmap over rows of grad of a functional_call: the gradient of each row's mean loss
+        (B = 1 gives per-sample gradients, B > 1 minibatch gradients without the per-sample ones)."""
+        def batch_loss(params, x, y):
+            return self.loss_fn(functional_call(self.model, (params, buffers), (x,)), y)
+
+        return vmap(grad(batch_loss), in_dims=(None, 0, 0))(params, x, y)
+
+    def _row_sq_norms(self, params, buffers, x, y, center: Optional[tuple] = None) -> torch.Tensor:
+        grads = self._row_grads(params, buffers, x, y).values()
+        if center is not None:
+            grads = (g - c for g, c in zip(grads, center))
+        return sum(torch.linalg.vector_norm(g.flatten(1), dim=1).square() for g in grads)
+
+    def _row_flat_grads(self, params, buffers, x, y) -> torch.Tensor:
+        return torch.cat([g.flatten(1) for g in self._row_grads(params, buffers, x, y).values()], dim=1)
+
+    def _over_rows(self, kernel: str, batches: torch.Tensor, rows_per_chunk: Optional[int] = None, *extra
+                   ) -> Iterator[torch.Tensor]:
+        """`kernel` (`_row_sq_norms` or `_row_flat_grads`) on the rows of `batches` (R, B) of sample
+        indices, chunk by chunk, in eval mode (see the module docstring).
+
+        With `compile`, the kernel is one `torch.compile`d function: vmap, grad and what follows
+        (the reduction, the concatenation) fused, without Python overhead per chunk; the last
+        chunk is padded with copies of its first row, so one compiled kernel serves every chunk."""
+        chunk = min(rows_per_chunk or self._rows_per_chunk(batches.shape[1]), len(batches))
+        fn = self._compiled_kernel(kernel) if self.compile else getattr(self, kernel)
+        params = {k: p.detach() for k, p in self.named_params.items()}
+        buffers = dict(self.model.named_buffers())
+        with self._model_mode(training=False):
+            for start in range(0, len(batches), chunk):
+                rows = batches[start : start + chunk]
+                if self.compile and len(rows) < chunk:
+                    rows = torch.cat([rows, rows[:1].expand(chunk - len(rows), -1)])
+                yield fn(params, buffers, self.data.x_train[rows], self.data.y_train[rows], *extra)[: len(batches) - start]
+
+    def _compiled_kernel(self, kernel: str):
+        if kernel not in self._compiled:
+            self._compiled[kernel] = compile_or_eager(getattr(self, kernel), f"GradientSource.{kernel}", dynamic=False)
+        return self._compiled[kernel]
+
+    def batch_grad_sq_norms(self, batches: torch.Tensor, center: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """|g_r − center|² (float64, shape (R,)) for the gradient g_r of the mean loss of each row
+        of `batches` (R, B), per-sample when B = 1; `center` a flat vector or None.
+
+        Eager vmap stores each chunk's gradients and reduces them; compiled (`compile`), the
+        gradients are never stored: 40-60x a Python loop over samples on the default MLP, against
+        6-8x eager (scripts/bench_per_sample.py)."""
+        parts = None if center is None else tuple(c.view_as(p) for c, p in zip(center.split(self.numels), self.params))
+        return torch.cat([sq.double() for sq in self._over_rows("_row_sq_norms", batches, None, parts)])
+
+    def _all_samples(self, indices: Optional[torch.Tensor]) -> torch.Tensor:
+        if indices is None:
+            indices = torch.arange(self.n_train, device=self.data.x_train.device)
+        return indices.reshape(-1, 1)
+
+    def per_sample_grads(self, indices: Optional[torch.Tensor] = None, chunk: Optional[int] = None
+                         ) -> Iterator[torch.Tensor]:
+        """Per-sample gradients of `indices` (default: all training samples) as flat (chunk, dim)
+        blocks, parameters in `self.params` order, in eval mode."""
+        return self._over_rows("_row_flat_grads", self._all_samples(indices), chunk)
+
+    def minibatch_grads(self, batches: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Minibatch gradients g_B of each row of `batches` (M, B) as flat (m, dim) blocks, in eval
+        mode: memory O(m · dim), never O(M · B · dim)."""
+        return self._over_rows("_row_flat_grads", batches)
+
+    def noise_trace(self, full_grad_sq_norm: Optional[float] = None, indices: Optional[torch.Tensor] = None
+                    ) -> torch.Tensor:
+        """tr C(θ) = 1/N Σ_i |∇ℓ_i|² − |∇L|², from per-sample gradients (`batch_grad_sq_norms`).
+
+        `full_grad_sq_norm`: |∇L|² when the caller already has ∇L (a GD step does); otherwise it
+        is computed in eval mode, like the per-sample gradients. `indices`: estimate the mean
+        squared norm on these samples only (a uniform subset gives an unbiased estimate); by
+        default all N, exactly.
+        """
+        if full_grad_sq_norm is None:
+            full_grad_sq_norm = float(self.full_grad_vector(eval_mode=True).double().square().sum())
+        return self.batch_grad_sq_norms(self._all_samples(indices)).mean() - full_grad_sq_norm
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> Dict[str, float]:
+        """Loss (and accuracy for classification) on `train` or `test`, in eval mode."""
+        x_all, y_all = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+        loss_sum, correct = torch.zeros((), dtype=torch.float64, device=x_all.device), 0
+        with self._model_mode(training=False):
+            for _, x, y in self._chunks(split):
+                out = self.model(x)
+                loss_sum += self.loss_fn(out, y, reduction="sum").double()
+                if self.classification:
+                    correct += (out.argmax(dim=1) == y).sum()
+        n = len(x_all)
+        # mse_loss with reduction="sum" sums over output dimensions too: divide by targets per sample
+        per = 1 if self.classification else y_all[0].numel()
+        metrics = {f"{split}/loss": float(loss_sum) / (n * per)}
+        if self.classification:
+            metrics[f"{split}/accuracy"] = float(correct) / n
+        return metrics

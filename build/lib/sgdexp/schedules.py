@@ -1,0 +1,30 @@
+"""Learning-rate schedules as pure functions of the step.
+
+Written here rather than with `torch.optim.lr_scheduler` because a pure function needs no state to
+checkpoint (a resumed run is exact by construction) and costs nothing on steps where lr is constant.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Callable
+
+from omegaconf import DictConfig
+
+
+def lr_factor_fn(trainer: DictConfig) -> Callable[[int], float]:
+    """factor(step) for the update taken at `step` (0-based), multiplying the optimizer's lr."""
+    steps, warmup = trainer.steps, trainer.warmup_steps
+    milestones = sorted(trainer.lr_milestones) or [steps // 2, (3 * steps) // 4]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if trainer.lr_schedule == "step":
+            return trainer.lr_gamma ** bisect.bisect_right(milestones, step)
+        if trainer.lr_schedule == "cosine":
+            progress = (step - warmup) / max(1, steps - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return factor

@@ -1,0 +1,46 @@
+"""Pure statistical estimators for stochastic-gradient-noise analysis.
+
+Arrays in (numpy arrays or torch tensors, any device), numbers/arrays out; nothing here knows
+about models or training. The series estimators (:func:`tail_index`, :func:`hurst_exponent`,
+:func:`autocorrelation`, :func:`gaussianity_tests`) take samples/time along ``dim`` and treat
+every other axis as an independent series, run on all series at once, compute in float64
+numpy and return float64 numpy arrays shaped like the input without ``dim`` (a Python float
+for a single series). The gradient-noise quantities work in torch float64 on the input's
+device and return Python floats / small numpy arrays.
+
+* :mod:`.tail` -- S-alpha-S tail index (``"ecf"`` default, ``"quantile"``, ``"block_sum"``,
+  ``"hill"``; per-series or pooled).
+* :mod:`.hurst` -- Hurst exponent of increments (``"whittle"`` default, ``"local_whittle"``,
+  ``"dfa"``, ``"rs"``).
+* :mod:`.correlation` -- FFT autocorrelation.
+* :mod:`.gaussianity` -- D'Agostino-Pearson / Anderson-Darling / Shapiro-Wilk with
+  Benjamini-Hochberg control across series.
+* :mod:`.gradient_noise` -- noise scale (McCandlish et al. 2018), two-batch estimator,
+  per-layer SNR, covariance-Hessian alignment, mean squared displacement.
+"""
+
+from .correlation import autocorrelation
+from .gaussianity import GaussianityResult, anderson_darling_normal, gaussianity_tests
+from .gradient_noise import (
+    Alignment,
+    MSDResult,
+    NoiseScale,
+    covariance_hessian_alignment,
+    gradient_noise_scale,
+    gradient_snr,
+    gradient_snr_from_sums,
+    mean_squared_displacement,
+    noise_scale_two_batch,
+    trace_from_minibatch_noise,
+)
+from .hurst import DEFAULT_HURST_METHOD, HURST_METHODS, fgn_spectral_shape, hurst_exponent
+from .tail import DEFAULT_TAIL_METHOD, TAIL_METHODS, tail_index
+
+__all__ = [
+    "tail_index", "TAIL_METHODS", "DEFAULT_TAIL_METHOD",
+    "hurst_exponent", "HURST_METHODS", "DEFAULT_HURST_METHOD", "fgn_spectral_shape",
+    "autocorrelation",
+    "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
+    "gradient_noise_scale", "noise_scale_two_batch", "trace_from_minibatch_noise", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
+    "covariance_hessian_alignment", "Alignment", "mean_squared_displacement", "MSDResult",
+]

@@ -1,0 +1,184 @@
+"""`task=train`: the step loop. Evaluate, log, analyse, checkpoint on a schedule; stop cleanly on divergence."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from sgdexp.analysis import Analysis, build_analyses
+from sgdexp.checkpoint import LAST, load_checkpoint, save_checkpoint
+from sgdexp.schedules import lr_factor_fn
+from sgdexp.tasks import TASKS
+from sgdexp.tasks.setup import Setup, build_setup
+from sgdexp.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def _due(step: int, every: int, last: int) -> bool:
+    return step == last or (every > 0 and step % every == 0)
+
+
+class Training:
+    """One training run in `out_dir`: built, resumed if asked, then `run()`."""
+
+    def __init__(self, cfg: DictConfig, out_dir: Path, group: Optional[str] = None):
+        self.cfg, self.out_dir = cfg, Path(out_dir)
+        self.setup: Setup = build_setup(cfg)  # every ConfigError is raised here, before anything is written
+        self.analyses: List[Analysis] = build_analyses(cfg, self.setup.source)
+        self.start, self.wall_before = 0, 0.0
+        state = load_checkpoint(self.out_dir, map_location=self.setup.device) if cfg.trainer.resume else None
+        if state is not None:
+            self._restore(state)
+            log.info("Resuming from step %d of %s", self.start, self.out_dir)
+        elif cfg.trainer.resume:
+            log.info("No checkpoint in %s: starting from step 0", self.out_dir)
+        self.tracker = Tracker(cfg, self.out_dir, group=group, resume_step=self.start if state is not None else None)
+        self.last_eval: Dict[str, float] = {}
+        self.t0 = time.perf_counter()
+
+    # ------------------------------------------------------------------ state
+    def wall_time(self) -> float:
+        return self.wall_before + time.perf_counter() - self.t0
+
+    def checkpoint(self, step: int) -> None:
+        s = self.setup
+        self.tracker.store.flush()  # rows up to the checkpoint are on disk before it is
+        save_checkpoint(self.out_dir, {
+            "step": step,
+            "wall_time_s": self.wall_time(),
+            "model": s.model.state_dict(),
+            "optimizer": s.optimizer.state_dict(),
+            "noise": s.noise.state_dict(),
+            "analyses": {a.name: a.state_dict() for a in self.analyses},
+            "torch_rng": torch.get_rng_state(),
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        })
+
+    def _restore(self, state: Dict[str, Any]) -> None:
+        s = self.setup
+        s.model.load_state_dict(state["model"])
+        s.optimizer.load_state_dict(state["optimizer"])
+        s.noise.load_state_dict(state["noise"])
+        for a in self.analyses:
+            if a.name in state["analyses"]:
+                a.load_state_dict(state["analyses"][a.name])
+        torch.set_rng_state(state["torch_rng"])
+        self.start, self.wall_before = state["step"], state["wall_time_s"]
+
+    # ------------------------------------------------------------------ measurements
+    def evaluate(self) -> Dict[str, float]:
+        source = self.setup.source
+        row = {**source.evaluate("train"), **source.evaluate("test")}
+        row["gap/loss"] = row["test/loss"] - row["train/loss"]
+        if "test/accuracy" in row:
+            row["gap/accuracy"] = row["train/accuracy"] - row["test/accuracy"]
+        self.last_eval = row
+        return row
+
+    def analyse(self, step: int, due: List[Analysis]) -> Dict[str, float]:
+        scalars: Dict[str, float] = {}
+        for a in due:
+            measurement = a.compute(step)
+            if measurement is not None:
+                scalars.update(measurement.scalars)
+                self.tracker.log_arrays(step, measurement.arrays)
+        return scalars
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> float:
+        """Train to `trainer.steps`; return the final test loss (inf unless completed)."""
+        summary: Dict[str, Any] = {"status": "failed", "steps": self.cfg.trainer.steps, "step": self.start}
+        try:
+            if self.start == 0:
+                row = {"step": 0, **self.evaluate(), **self.analyse(0, [a for a in self.analyses if a.due(0)])}
+                self.tracker.log(row)
+            status, step = self.loop()
+            summary.update(status=status, step=step, **self.setup.noise.metrics())  # the mode's last statistics
+            if status == "diverged":
+                summary["diverged_step"] = step
+        except KeyboardInterrupt:
+            summary["status"] = "interrupted"
+            raise
+        except Exception as err:
+            summary["error"] = f"{type(err).__name__}: {err}"
+            raise
+        finally:
+            summary.update(self.last_eval)
+            for a in self.analyses:
+                summary.update(a.last)
+            summary["wall_time_s"] = self.wall_time()
+            self.tracker.finish(summary, checkpoint=self.out_dir / LAST)
+        log.info("%s at step %d: %s", summary["status"], summary["step"],
+                 ", ".join(f"{k}={v:.4g}" for k, v in self.last_eval.items()))
+        return float(self.last_eval.get("test/loss", math.inf)) if summary["status"] == "completed" else math.inf
+
+    def loop(self) -> Tuple[str, int]:
+        """Steps start+1 .. trainer.steps. Returns (status, step reached or step that diverged)."""
+        trainer, setup = self.cfg.trainer, self.setup
+        # Plain ints for the hot loop: a DictConfig attribute read costs microseconds.
+        steps, log_every, eval_every, checkpoint_every = (
+            int(trainer.steps), int(trainer.log_every), int(trainer.eval_every), int(trainer.checkpoint_every))
+        lr_factor = lr_factor_fn(trainer)
+        base_lr = self.cfg.optimizer.lr  # not the param groups' lr: a resumed optimizer holds the scheduled one
+        constant_lr = trainer.lr_schedule == "constant" and trainer.warmup_steps == 0
+        analyses, observers = self.analyses, [a for a in self.analyses if a.records_steps]
+        window: List[torch.Tensor] = []  # batch losses since the last logged step, checked for NaN/inf there
+        bar = tqdm(total=steps, initial=self.start, disable=not trainer.progress, mininterval=1.0,
+                   dynamic_ncols=True, desc=f"{self.cfg.model.name}/{self.cfg.noise.name}")
+        model, optimizer, noise = setup.model, setup.optimizer, setup.noise
+        model.train()
+        factor = lr_factor(self.start)
+        try:
+            for step in range(self.start + 1, steps + 1):
+                if not constant_lr:
+                    factor = lr_factor(step - 1)
+                    for group in optimizer.param_groups:
+                        group["lr"] = base_lr * factor
+                log_due, eval_due = _due(step, log_every, steps), _due(step, eval_every, steps)
+                checkpoint_due = _due(step, checkpoint_every, steps)
+                due = log_due or eval_due or checkpoint_due
+                window.append(noise.apply(step, measure=due))
+                for a in observers:
+                    if a.observing(step):
+                        a.observe(step)
+                optimizer.step()
+                analyses_due = [a for a in analyses if a.due(step)] if analyses else analyses
+                if not (due or analyses_due):
+                    continue
+                # One host sync per logged step: the window's losses are checked for NaN/inf together
+                # (in Python: torch.isfinite on ten numbers costs more than the check itself).
+                losses = torch.stack(window).tolist()
+                window.clear()
+                bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+                if bad is not None:
+                    bad_step = step - len(losses) + 1 + bad
+                    log.warning("Loss is %s at step %d: the run diverged; keeping what was measured",
+                                losses[bad], bad_step)
+                    self.tracker.log({"step": bad_step, "diverged": 1})
+                    return "diverged", bad_step
+                row: Dict[str, Any] = {"step": step, "train/batch_loss": sum(losses) / len(losses),
+                                       "lr": base_lr * factor, **noise.metrics()}
+                if eval_due:
+                    row.update(self.evaluate())
+                row.update(self.analyse(step, analyses_due))
+                self.tracker.log(row)
+                bar.update(step - bar.n)
+                bar.set_postfix(loss=f"{row['train/batch_loss']:.4f}", refresh=False)
+                if checkpoint_due:
+                    self.checkpoint(step)
+            return "completed", steps
+        finally:
+            bar.close()
+
+
+@TASKS.register("train")
+def train(cfg: DictConfig, out_dir: Path, group: Optional[str] = None) -> float:
+    """Train `cfg.model` on `cfg.dataset` with `cfg.noise`; return the final test loss."""
+    return Training(cfg, out_dir, group).run()

@@ -1,0 +1,43 @@
+"""One object the tasks log through: the local store always, W&B when `logger=wandb`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from sgdexp.tracking.store import MetricsStore, jsonable
+from sgdexp.tracking.wandb_run import WandbRun
+
+
+class Tracker:
+    def __init__(self, cfg: DictConfig, out_dir: Path, group: Optional[str] = None, resume_step: Optional[int] = None):
+        self.store = MetricsStore(out_dir)
+        self.store.open(resume_step)
+        self.wandb = None
+        if cfg.logger.name == "wandb" and cfg.logger.mode != "disabled":
+            config = OmegaConf.to_container(cfg, resolve=True)
+            self.wandb = WandbRun(cfg.logger, config, out_dir, group, resume=resume_step is not None)
+        self.log_checkpoint = bool(cfg.logger.get("log_checkpoint", False))
+
+    def log(self, row: Dict[str, Any]) -> None:
+        self.store.log(row)
+        if self.wandb is not None:
+            self.wandb.log(jsonable(row), step=row["step"])
+
+    def log_arrays(self, step: int, arrays: Dict[str, Any]) -> None:
+        """Per-coordinate values and curves: `arrays.jsonl`, and W&B histograms/line plots."""
+        if not arrays:
+            return
+        self.store.log_arrays(step, arrays)
+        if self.wandb is not None:
+            self.wandb.log_arrays(arrays, step=step)
+
+    def finish(self, summary: Dict[str, Any], checkpoint: Optional[Path] = None) -> None:
+        """Write the summary; with W&B, also upload `checkpoint` (if `logger.log_checkpoint`) and close the run."""
+        self.store.write_summary(summary)
+        self.store.close()
+        if self.wandb is not None:
+            if checkpoint is not None and self.log_checkpoint:
+                self.wandb.log_checkpoint(checkpoint)
+            self.wandb.finish(jsonable(summary))
