@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sgdexp.app import run
-from sgdexp.config import conf_dir, register_configs
+from sgdexp.config import conf_dir, presets_as_choices, register_configs
 
 CONF = conf_dir()
 
@@ -31,6 +31,7 @@ def main(cfg: DictConfig) -> float:
 
 
 def cli() -> None:
+    sys.argv[1:] = presets_as_choices(sys.argv[1:])
     check_group_choices(sys.argv[1:])
     register_configs()
     main()

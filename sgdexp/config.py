@@ -285,6 +285,12 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
 
 
+def presets_as_choices(overrides: Sequence[str]) -> List[str]:
+    """`+experiment=NAME` (the usual way to add a preset) as the group choice `experiment=NAME`: the
+    primary config lists `experiment` so that `conf/experiment_scale/NAME_<scale>.yaml` applies after it."""
+    return [a[1:] if a.startswith("+experiment=") else a for a in overrides]
+
+
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The config `python -m sgdexp <overrides>` would run, composed without the CLI (for
     notebooks, tests and benchmarks): `run_task(compose_config([...]), out_dir)` runs it."""
@@ -292,7 +298,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
 
     register_configs()
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return compose("config", overrides=presets_as_choices(overrides))
 
 
 # ----------------------------------------------------------------------------- validation

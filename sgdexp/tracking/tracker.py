@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -10,8 +10,12 @@ from sgdexp.tracking.store import MetricsStore, jsonable
 from sgdexp.tracking.wandb_run import WandbRun
 
 
+FIGURES = "figures"
+
+
 class Tracker:
     def __init__(self, cfg: DictConfig, out_dir: Path, group: Optional[str] = None, resume_step: Optional[int] = None):
+        self.out_dir = Path(out_dir)
         self.store = MetricsStore(out_dir)
         self.store.open(resume_step)
         self.wandb = None
@@ -32,6 +36,21 @@ class Tracker:
         self.store.log_arrays(step, arrays)
         if self.wandb is not None:
             self.wandb.log_arrays(arrays, step=step)
+
+    def log_figure(self, name: str, fig, step: Optional[int] = None) -> Path:
+        """A matplotlib figure as `figures/<name>.png` in the run directory (slashes become `_`) and,
+        with W&B, as an image under `name`. Returns the PNG's path."""
+        from sgdexp.plotting import save_figure
+
+        path = save_figure(fig, self.out_dir / FIGURES / f"{name.replace('/', '_')}.png")
+        if self.wandb is not None:
+            self.wandb.log_image(name, path, step=step)
+        return path
+
+    def log_table(self, name: str, columns: Sequence[str], rows: List[Sequence[Any]]) -> None:
+        """A table (e.g. one row per escape replica) to W&B; the local copy is the caller's CSV."""
+        if self.wandb is not None:
+            self.wandb.log_table(name, list(columns), [list(jsonable(r)) for r in rows])
 
     def finish(self, summary: Dict[str, Any], checkpoint: Optional[Path] = None) -> None:
         """Write the summary; with W&B, also upload `checkpoint` (if `logger.log_checkpoint`) and close the run."""

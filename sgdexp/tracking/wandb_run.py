@@ -64,6 +64,28 @@ class WandbRun:
 
         self._call("log", convert)
 
+    def log_image(self, name: str, path: Path, step: Optional[int] = None) -> None:
+        if self.run is None:
+            return
+
+        def log_it():
+            import wandb
+
+            self.run.log({name: wandb.Image(str(path))}, **({} if step is None else {"step": step}))
+
+        self._call("log", log_it)
+
+    def log_table(self, name: str, columns, rows) -> None:
+        if self.run is None:
+            return
+
+        def log_it():
+            import wandb
+
+            self.run.log({name: wandb.Table(columns=columns, data=rows)})
+
+        self._call("log", log_it)
+
     def log_checkpoint(self, path: Path) -> None:
         if self.run is None or not path.exists():
             return
