@@ -29,10 +29,13 @@ class Analysis:
 
     Analyses that record each step's gradient signal (windows along the trajectory) also implement
     `observing(step)` / `observe(step)`, called after the noise mode wrote `.grad` and before the
-    optimizer uses it.
+    optimizer uses it (`records_steps = True`). Analyses that follow the weights implement
+    `recording(step)` / `record(step)`, called after step `step`'s update (and for step 0 on the
+    initial weights) without logging anything (`records_weights = True`).
     """
 
     records_steps = False
+    records_weights = False
 
     def __init__(self, cfg: DictConfig, source: GradientSource, noise_cfg: DictConfig, seed: int, steps: int):
         self.cfg, self.source, self.noise_cfg, self.steps = cfg, source, noise_cfg, steps
@@ -52,6 +55,12 @@ class Analysis:
         return False
 
     def observe(self, step: int) -> None:
+        pass
+
+    def recording(self, step: int) -> bool:
+        return False
+
+    def record(self, step: int) -> None:
         pass
 
     def state_dict(self) -> Dict:

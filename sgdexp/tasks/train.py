@@ -97,6 +97,9 @@ class Training:
         summary: Dict[str, Any] = {"status": "failed", "steps": self.cfg.trainer.steps, "step": self.start}
         try:
             if self.start == 0:
+                for a in self.analyses:
+                    if a.records_weights and a.recording(0):
+                        a.record(0)
                 row = {"step": 0, **self.evaluate(), **self.analyse(0, [a for a in self.analyses if a.due(0)])}
                 self.tracker.log(row)
             status, step = self.loop()
@@ -129,6 +132,7 @@ class Training:
         base_lr = self.cfg.optimizer.lr  # not the param groups' lr: a resumed optimizer holds the scheduled one
         constant_lr = trainer.lr_schedule == "constant" and trainer.warmup_steps == 0
         analyses, observers = self.analyses, [a for a in self.analyses if a.records_steps]
+        recorders = [a for a in self.analyses if a.records_weights]
         window: List[torch.Tensor] = []  # batch losses since the last logged step, checked for NaN/inf there
         bar = tqdm(total=steps, initial=self.start, disable=not trainer.progress, mininterval=1.0,
                    dynamic_ncols=True, desc=f"{self.cfg.model.name}/{self.cfg.noise.name}")
@@ -149,6 +153,9 @@ class Training:
                     if a.observing(step):
                         a.observe(step)
                 optimizer.step()
+                for a in recorders:
+                    if a.recording(step):
+                        a.record(step)
                 analyses_due = [a for a in analyses if a.due(step)] if analyses else analyses
                 if not (due or analyses_due):
                     continue
