@@ -161,15 +161,15 @@ def hutchinson_trace(hvp: HVP, dim: int, probes: int = 100, generator: Optional[
     run Hutchinson on what Q leaves out; the standard error is that of the last part. Hessians have
     a few large outliers that dominate Hutchinson's variance 2(‖H‖_F² − Σ H_ii²): on the default MLP
     over digits, 100 products give a standard error 9x smaller than Hutchinson's (0.30 against 2.8
-    on a trace of 64; scripts/bench_curvature.py). Memory: 2·probes/3 vectors of `dim`."""
+    on a trace of 64; scripts/bench_curvature.py). Memory: 2·probes/3 vectors of `dim`. Below 6
+    probes, Hutch++ cannot split them and plain Hutchinson is used."""
     if method not in TRACE_METHODS:
         raise ValueError(f"method={method!r}: one of {TRACE_METHODS}")
-    if probes < (6 if method == "hutch++" else 2):
-        raise ValueError(f"probes={probes}: at least {6 if method == 'hutch++' else 2} for {method} "
-                         "(the standard error needs two Hutchinson probes)")
+    if probes < 2:
+        raise ValueError(f"probes={probes}: at least 2 (the standard error needs two)")
     device = torch.device("cpu") if device is None else torch.device(device)
     generator = _default_generator(generator)
-    if method == "hutchinson":
+    if method == "hutchinson" or probes < 6:  # Hutch++ needs 2 sketch + 2 exact + 2 Hutchinson products
         samples = _quadratic_forms(hvp, _rademacher(probes, dim, generator, device))
         return float(samples.mean()), float(samples.std() / math.sqrt(probes))
     sketch = min(probes // 3, dim)

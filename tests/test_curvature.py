@@ -164,6 +164,9 @@ def test_seeded_and_validated():
     with pytest.raises(ValueError):
         hutchinson_trace(hvp, dim, method="hutch")
     with pytest.raises(ValueError):
+        hutchinson_trace(hvp, dim, probes=1)
+    assert hutchinson_trace(hvp, dim, probes=4) == hutchinson_trace(hvp, dim, probes=4, method="hutchinson")
+    with pytest.raises(ValueError):
         top_eigenpairs(hvp, dim, which="LM")
     with pytest.raises(ValueError):
         top_eigenpairs(hvp, dim, k=dim)
