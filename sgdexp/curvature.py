@@ -10,10 +10,10 @@ running statistics, so H is the Hessian of the loss the per-sample gradients dif
 
 Choices, by measurement (scripts/bench_curvature.py, default MLP over the full digits set, 1 thread):
 * the product: reverse over reverse through the gradient's graph, reused between products while the
-  weights stay (about 23 ms a product), against torch.func jvp-of-grad (the first version here: 27 ms
-  a product without reuse, and its vmap over k vectors was slower per vector than a loop on CPU) and
-  curvlinops' `HessianLinearOperator` (torch.func vmap'd jvp-of-grad inside: Lanczos to the top
-  eigenvalue took 1.9x ours, a 100-probe matmat 2.4x);
+  weights stay: 9.7 ms a product where a gradient takes 3.1 ms, against 22 ms for torch.func's jvp
+  of grad (the first version here; its vmap over k vectors was slower per vector than a loop on
+  CPU), and against curvlinops' `HessianLinearOperator` (a vmap'd jvp of grad inside: Lanczos to
+  the top eigenvalue took 2-4x ours, a 100-probe matmat about 2x);
 * the eigensolver: scipy's `eigsh` (ARPACK, implicitly restarted Lanczos) over a `LinearOperator`:
   7-13 products to the top eigenvalue at tol 1e-3 (error ~1e-6), where PyHessian's power iteration
   needs 19-35 to reach an error of 1e-3 (its own tol=1e-3 test stops at an error of 2e-3 to 8e-3);
@@ -43,10 +43,10 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None) -> HVP:
 
     Each product is a second backward pass through the graph of the gradient (reverse over reverse).
     When the training set is one chunk (N ≤ `chunk_size`), that graph is built once and reused for
-    as long as no parameter or buffer changes (compared with a copy at each call), which halves the
-    cost of a product: an HVP on the default MLP over digits costs about 3 gradient evaluations
-    instead of 6 (scripts/bench_curvature.py). With several chunks it is rebuilt chunk by chunk, so
-    memory stays that of one chunk's backward pass.
+    as long as no parameter or buffer changes (compared with a copy at each call): a product on the
+    default MLP over digits then costs about 3 gradient evaluations (4 when the graph is rebuilt,
+    7 for torch.func's jvp of grad). With several chunks it is rebuilt chunk by chunk, so memory
+    stays that of one chunk's backward pass.
 
     `block`: vectors per batched backward pass (`is_grads_batched`). Default: 1 on CPU, where
     batching measured slower per vector than a loop (a product of the default MLP is already a
