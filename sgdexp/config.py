@@ -206,6 +206,7 @@ class AnalysisConfig:
 class NoiseStatsConfig(AnalysisConfig):
     batches: int = ranged(MISSING, ge=8)  # M minibatch gradients against one full gradient
     params: int = ranged(MISSING, ge=0)  # coordinates sampled (seeded) for per-parameter statistics; 0: all
+    min_per_layer: int = ranged(16, ge=1)  # each layer keeps at least this many sampled coordinates (all if fewer)
     tail_method: str = ranged("ecf", choices=TAIL_METHODS)
     fdr_level: float = ranged(0.05, gt=0.0, lt=1.0)
 
