@@ -8,8 +8,8 @@ step as in training) right after a block of `gd`, and the ratio of the two block
 median ratio over rounds is printed: neighbouring blocks see the same machine, while its speed
 drifts over a whole benchmark. A block holds exactly one re-estimate of a matched σ, so its cost is
 amortised as in training.
-Rows: σ fixed (the generator's cost alone) and σ matched (re-estimated from 1024 random samples
-in minibatches); the i.i.d. modes also with `trainer.compile=true` (their sampler and the
+Rows: σ fixed (the generator's cost, plus the target power logged every 250 steps) and σ matched
+(re-estimated from `noise.match_samples` random samples in minibatches); the i.i.d. modes also with `trainer.compile=true` (their sampler and the
 per-sample norms of the matched σ as torch.compile kernels). Targets: white, Lévy and
 anti-correlated <= 1.1x, streaming fGn <= 1.3x, SGD-covariance <= 3x.
 """

@@ -176,7 +176,8 @@ class InjectedNoiseConfig(NoiseConfig):
 
     sigma: Any = ranged("matched", ge=0.0, or_words=("matched",))  # a number, or matched to SGD's tr(C)/B
     match_every: int = ranged(250, ge=1)  # steps between re-estimates of the matched σ
-    match_samples: int = ranged(1024, ge=0)  # samples (in minibatches of batch_size) estimating tr C; 0: all N, exact
+    match_samples: int = ranged(4096, ge=0)  # samples (in minibatches of batch_size) estimating the target; 0 or ≥ N: exact
+    population: Optional[str] = ranged(None, choices=("epoch", "replacement"))  # whose batch noise; None: sampler's
     record_coords: int = ranged(16, ge=1)  # coordinates of ζ recorded for the mode's own statistics
     record_steps: int = ranged(1024, ge=64)  # length of that record before it is summarised
 
@@ -206,6 +207,7 @@ class AnalysisConfig:
 class NoiseStatsConfig(AnalysisConfig):
     batches: int = ranged(MISSING, ge=8)  # M minibatch gradients against one full gradient
     params: int = ranged(MISSING, ge=0)  # coordinates sampled (seeded) for per-parameter statistics; 0: all
+    min_per_layer: int = ranged(16, ge=1)  # each layer keeps at least this many sampled coordinates (all if fewer)
     tail_method: str = ranged("ecf", choices=TAIL_METHODS)
     fdr_level: float = ranged(0.05, gt=0.0, lt=1.0)
 

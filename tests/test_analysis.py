@@ -105,13 +105,19 @@ def test_noise_stats_in_training(tmp_path):
     overrides = SHORT + ["analysis=[noise_stats]", "analysis.noise_stats.every=30", "analysis.noise_stats.batches=400",
                          "analysis.noise_stats.params=500", "dataset.subset=512", "model.widths=[32]"]
     summary = train_run(tmp_path, overrides)
-    rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "noise_stats/alpha_pooled" in r]
+    rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "noise_stats/alpha_scale_mixture" in r]
     assert [r["step"] for r in rows] == [0, 30, 60]
-    for key in ("noise_stats/alpha_pooled", "noise_stats/alpha_median", "noise_stats/non_gaussian_fraction",
-                "noise_stats/noise_norm", "noise_stats/noise_scale", "noise_stats/alpha/1.weight/median",
-                "noise_stats/snr/1.weight"):
+    for key in ("noise_stats/alpha_scale_mixture", "noise_stats/alpha_pooled_standardized", "noise_stats/alpha_median",
+                "noise_stats/non_gaussian_fraction", "noise_stats/noise_norm", "noise_stats/noise_scale",
+                "noise_stats/alpha/1.weight/median", "noise_stats/snr/1.weight", "noise_stats/alpha_adequate_fraction",
+                "noise_stats/alpha_adequate/1.bias", "noise_stats/alpha_block_sum_median",
+                "noise_stats/top1pct_power_share", "noise_stats/top1pct_power_share_coord_median"):
         assert key in summary, key
     assert 0 < summary["noise_stats/alpha_median"] <= 2 and 0 <= summary["noise_stats/non_gaussian_fraction"] <= 1
+    assert 0 <= summary["noise_stats/alpha_adequate_fraction"] <= 1
+    assert 1 / 400 <= summary["noise_stats/top1pct_power_share"] <= 1  # 4 of 400 batches: at least their share
+    # the 10 output biases: all sampled (min_per_layer=16 > 10), so they get quartiles of 10 values
+    assert "noise_stats/alpha/1.bias/median" in summary
     arrays = [json.loads(l) for l in (tmp_path / "arrays.jsonl").read_text().splitlines()]
     assert len(arrays[-1]["noise_stats/alpha/1.weight"]) > 100
 
@@ -127,6 +133,46 @@ def test_noise_stats_trace_matches_exact_trace():
     exact = float(setup.source.noise_trace())
     se = m.scalars["noise_stats/trace_cov_se"]
     assert abs(m.scalars["noise_stats/trace_cov"] - exact) < 4 * se and se < 0.2 * exact
+
+
+def test_every_layer_keeps_its_minimum_of_sampled_coordinates():
+    from sgdexp.analysis.base import CoordinateSample, layer_quantiles
+
+    setup = build_setup(make_cfg(["model.widths=[32,16]"]))
+    source = setup.source
+    coords = CoordinateSample(source, 200, torch.Generator().manual_seed(0), min_per_layer=12)
+    sizes = dict(zip(source.named_params, source.numels))
+    assert {name: len(i) >= min(12, sizes[name]) for name, i in coords.layers.items()} == {n: True for n in sizes}
+    assert len(set(coords.index.tolist())) == len(coords)
+    values = np.arange(len(coords), dtype=float)
+    few = {"a": np.arange(3), "b": np.arange(3, 3 + 20)}
+    out = layer_quantiles("x", values, few)
+    assert out == {"x/a/value0": 0.0, "x/a/value1": 1.0, "x/a/value2": 2.0,
+                   "x/b/median": 12.5, "x/b/q1": 7.75, "x/b/q3": 17.25}
+
+
+def test_noise_stats_warns_when_most_coordinates_are_not_stable(caplog, monkeypatch):
+    import sgdexp.analysis.noise_stats as noise_stats
+    from sgdexp.analysis import build_analyses
+    from sgdexp.stats import stable_adequacy
+
+    cfg = make_cfg(["analysis=[noise_stats]", "analysis.noise_stats.batches=64", "analysis.noise_stats.params=100",
+                    "dataset.subset=256", "model.widths=[16]"])
+    (analysis,) = build_analyses(cfg, build_setup(cfg).source)
+    with caplog.at_level("WARNING"):
+        m = analysis.compute(0)
+    assert m.scalars["noise_stats/alpha_adequate_fraction"] > 0.5 and not caplog.records
+
+    def none_adequate(x, dim=0):
+        result = stable_adequacy(x, dim=dim)
+        result.adequate[:] = False
+        return result
+
+    monkeypatch.setattr(noise_stats, "stable_adequacy", none_adequate)
+    with caplog.at_level("WARNING"):
+        m = analysis.compute(1)
+    assert m.scalars["noise_stats/alpha_adequate_fraction"] == 0
+    assert len(caplog.records) == 1 and "SαS law fits only 0%" in caplog.records[0].getMessage()
 
 
 def test_analyses_do_not_change_training(tmp_path):
@@ -179,4 +225,4 @@ def test_arrays_reach_wandb_as_histograms_and_curves(tmp_path, monkeypatch):
                                  "analysis.noise_memory.window=64", "analysis.noise_memory.max_lag=8", "trainer.steps=70"])
     values = {k: v for row in logged for k, v in row.items()}
     assert isinstance(values["noise_stats/alpha/1.weight"], wandb.Histogram)
-    assert "noise_memory/autocorrelation" in values and "noise_stats/alpha_pooled" in values
+    assert "noise_memory/autocorrelation" in values and "noise_stats/alpha_scale_mixture" in values

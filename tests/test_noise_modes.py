@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from conftest import CONF, kill_after_checkpoint, make_cfg, train_run
+from sgdexp.data import make_sampler
 from sgdexp.noise import sgd_covariance_noise
-from sgdexp.noise.modes import MODES
+from sgdexp.noise.modes import MODES, sgd_covariance_weights
 from sgdexp.tasks.setup import build_setup
 from sgdexp.tracking import read_metrics
 
@@ -58,8 +59,10 @@ def test_mode_statistics_measure_what_was_injected(tmp_path):
     assert abs(stats["gd_anticorrelated"]["noise/lag1_autocorrelation"] + 0.5) < 0.05
 
 
-def test_matched_sigma_equals_sgd_noise_power():
-    cfg = make_cfg(["noise=gd_white", "dataset.subset=64", "model.widths=[8]", "noise.batch_size=4"])
+@pytest.mark.parametrize("sampler,factor", [("epoch", 60 / 63), ("replacement", 1.0)])
+def test_matched_sigma_equals_sgd_noise_power(sampler, factor):
+    cfg = make_cfg(["noise=gd_white", "dataset.subset=64", "model.widths=[8]", "noise.batch_size=4",
+                    f"noise.sampler={sampler}"])
     setup = build_setup(cfg)
     source = setup.source
     grads = []
@@ -70,7 +73,54 @@ def test_matched_sigma_equals_sgd_noise_power():
     trace = float((g - g.mean(0)).square().sum(1).mean())
     assert float(source.noise_trace()) == pytest.approx(trace, rel=1e-4)
     setup.noise.apply(1)
-    assert setup.noise.sigma ** 2 * source.dim == pytest.approx(trace / 4, rel=1e-4)
+    # (N − B)/(N − 1) · tr(C)/B for batches of distinct samples, tr(C)/B for i.i.d. ones
+    assert setup.noise.sigma ** 2 * source.dim == pytest.approx(factor * trace / 4, rel=1e-4)
+    assert setup.noise.metrics()["noise/target_power"] == pytest.approx(factor * trace / 4, rel=1e-4)
+
+
+def _sgd_batch_noise_power(source, sampler: str, batch_size: int, epochs: int):
+    """Mean |g_B − ∇L|² over the batches the sampler draws, and its standard error (epochs as units:
+    within an epoch the batches partition the data, so their noises are dependent)."""
+    full = source.full_grad_vector(eval_mode=True)
+    per_epoch = source.n_train // batch_size
+    draw = make_sampler(sampler, source.n_train, batch_size, 123, torch.device("cpu"))
+    batches = torch.stack([draw.next() for _ in range(epochs * per_epoch)])
+    sq = source.batch_grad_sq_norms(batches, center=full).reshape(epochs, per_epoch).mean(1)
+    return float(sq.mean()), float(sq.std()) / math.sqrt(epochs)
+
+
+@pytest.mark.parametrize("sampler", ["epoch", "replacement"])
+@pytest.mark.parametrize("batch_size", [8, 64])  # B = 8 and B = N/2
+def test_matched_power_is_the_samplers_batch_noise_power(sampler, batch_size):
+    n = 128
+    base = [f"dataset.subset={n}", "model.widths=[8]", f"noise.batch_size={batch_size}", f"noise.sampler={sampler}"]
+    # exact (all N per-sample gradients) and, at B = 8, estimated from 96 samples (12 minibatches)
+    runs = [("gd_white", 0)] + ([("gd_white", 96), ("gd_sgdcov", 96)] if batch_size == 8 else [])
+    powers = {}
+    for mode, samples in runs:
+        setup = build_setup(make_cfg(base + [f"noise={mode}", f"noise.match_samples={samples}"]))
+        setup.noise.apply(1)
+        powers[mode, samples] = (setup.noise.injected_power(), setup.noise.metrics()["noise/target_power_se"])
+    sgd, sgd_se = _sgd_batch_noise_power(setup.source, sampler, batch_size, epochs=1200 * batch_size // n)
+    assert sgd_se < 0.03 * sgd  # the check can see a (N − B)/(N − 1) = 0.94 (B = 8) or 0.50 (B = N/2) error
+    exact, zero = powers["gd_white", 0]
+    assert zero == 0 and abs(exact - sgd) < 3 * sgd_se
+    for (mode, samples), (power, se) in powers.items():  # estimated: both errors count
+        if samples:
+            assert 0 < se < 0.5 * power and abs(power - sgd) < 3 * math.hypot(se, sgd_se)
+    # gd_sgdcov's noise itself, Σ_i w_i ∇ℓ_i with its weights (one matrix product per draw; the
+    # weighted backward pass that computes it is checked against the covariance above)
+    g = torch.cat(list(setup.source.per_sample_grads())).double()
+    z = torch.randn(4000, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    weights = torch.stack([sgd_covariance_weights(row, batch_size, sampler) for row in z])
+    zeta = weights @ g
+    z = zeta.square().sum(1)
+    assert abs(float(z.mean()) - sgd) < 3 * math.hypot(float(z.std()) / math.sqrt(len(z)), sgd_se)
+    # and its covariance is f · C/B (Wishart sampling error as in the test below)
+    factor = (n - batch_size) / (n - 1) if sampler == "epoch" else 1.0
+    cov = factor * (g - g.mean(0)).T @ (g - g.mean(0)) / n / batch_size
+    expected = math.sqrt((torch.trace(cov) ** 2 + torch.trace(cov @ cov)) / len(z)) / torch.linalg.matrix_norm(cov)
+    assert float(torch.linalg.matrix_norm(zeta.T @ zeta / len(z) - cov) / torch.linalg.matrix_norm(cov)) < 3 * float(expected)
 
 
 def test_sgd_covariance_noise_has_covariance_c_over_b():
@@ -136,7 +186,8 @@ def test_matched_sigma_from_minibatches_is_unbiased():
     setup = build_setup(cfg)
     source, mode = setup.source, setup.noise
     source.backward_full()
-    exact = float(source.noise_trace())
+    n = source.n_train
+    exact = float(source.noise_trace()) * (n - 32) / (n - 1)  # epoch batches: B distinct samples of N
     estimates = torch.tensor([mode.matched_sigma() ** 2 * 32 * source.dim for _ in range(20)], dtype=torch.float64)
     # 20 independent estimates (16 minibatches each): their mean is within 4 standard errors of tr C
     assert abs(float(estimates.mean()) - exact) < 4 * float(estimates.std()) / math.sqrt(20)

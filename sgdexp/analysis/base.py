@@ -72,19 +72,21 @@ class Analysis:
 
 
 class CoordinateSample:
-    """A seeded sample of k coordinates of the flat parameter vector, with each one's layer.
+    """A seeded sample of about k coordinates of the flat parameter vector, with each one's layer.
 
-    Layers are parameter tensors (`0.weight`, `0.bias`, ...). Sampling is stratified so that every
-    layer keeps at least one coordinate (a small bias vector is not lost among large weights).
+    Layers are parameter tensors (`0.weight`, `0.bias`, ...). Sampling is stratified: each layer
+    gets its share of k by size, but at least `min_per_layer` coordinates (all of them when it has
+    fewer), so a small bias vector is not lost among large weights and its quantiles mean something.
+    The sample can therefore exceed k by up to `min_per_layer` per layer.
     """
 
-    def __init__(self, source: GradientSource, k: int, generator: torch.Generator):
+    def __init__(self, source: GradientSource, k: int, generator: torch.Generator, min_per_layer: int = 16):
         names, numels = list(source.named_params), source.numels
         offsets = np.cumsum([0] + numels)
         if k == 0 or k >= source.dim:
             index = torch.arange(source.dim)
         else:
-            share = np.maximum(1, np.floor(k * np.array(numels) / source.dim)).astype(int)
+            share = np.maximum(min_per_layer, np.floor(k * np.array(numels) / source.dim)).astype(int)
             parts = [torch.randperm(n, generator=generator)[: min(s, n)] + int(o)
                      for n, s, o in zip(numels, share, offsets)]
             index = torch.cat(parts).sort().values
@@ -97,14 +99,22 @@ class CoordinateSample:
         return len(self.index)
 
 
+QUANTILE_MIN = 8  # fewer values than this: quartiles would be a re-labelling of the values themselves
+
+
 def layer_quantiles(prefix: str, values: np.ndarray, layers: Dict[str, np.ndarray]) -> Dict[str, float]:
-    """Median and quartiles of per-coordinate `values` for each layer, as flat metric names."""
+    """Median and quartiles of per-coordinate `values` for each layer, as flat metric names.
+
+    A layer with fewer than `QUANTILE_MIN` finite values reports them as they are instead,
+    `<prefix>/<layer>/value<i>`, so that one coordinate is never passed off as a distribution."""
     out = {}
     for layer, idx in layers.items():
         v = values[idx]
         v = v[np.isfinite(v)]
-        if len(v):
+        if len(v) >= QUANTILE_MIN:
             q1, med, q3 = np.quantile(v, [0.25, 0.5, 0.75])
             out.update({f"{prefix}/{layer}/median": float(med), f"{prefix}/{layer}/q1": float(q1),
                         f"{prefix}/{layer}/q3": float(q3)})
+        else:
+            out.update({f"{prefix}/{layer}/value{i}": float(x) for i, x in enumerate(v)})
     return out

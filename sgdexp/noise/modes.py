@@ -2,7 +2,9 @@
 
 `torch.optim` then takes the step, so momentum, weight decay and schedules work with every mode.
 The injected modes write ∇L + σ ζ_t; with `sigma: matched`, σ is re-estimated every `match_every`
-steps so that the injected power E|σζ|² equals SGD's tr(C)/B at the current weights.
+steps so that the injected power E|σζ|² equals the batch-noise power of SGD's sampler at the current
+weights: (N − B)/(N − 1) · tr(C)/B for `epoch` batches (B distinct samples), tr(C)/B for
+`replacement` batches (`noise.population`, default `noise.sampler`).
 """
 from __future__ import annotations
 
@@ -79,7 +81,9 @@ class FullBatchGD(NoiseMode):
 class InjectedNoise(NoiseMode):
     """∇L(θ) + σ ζ_t with ζ_t from a stateful generator (`make_zeta`), one value per parameter.
 
-    The first `record_coords` coordinates of ζ are recorded over windows of `record_steps` steps;
+    Every `match_every` steps the target power (the batch-noise power E|g_B − ∇L|² of the
+    population's sampler) is estimated with its standard error and logged as `noise/target_power`
+    beside the injected power `noise/power` = σ² d Var(ζ); `sigma: matched` sets σ from it. The first `record_coords` coordinates of ζ are recorded over windows of `record_steps` steps;
     when a window is full, `summarise` turns it into the mode's own statistics (e.g. the Hurst
     exponent for fGn), logged with the injected noise's norm and σ.
     """
@@ -94,6 +98,10 @@ class InjectedNoise(NoiseMode):
         self.batch_size, self.match_every = int(cfg.batch_size), int(cfg.match_every)  # read every step
         self.matched = cfg.sigma == "matched"
         self.sigma: Optional[float] = None if self.matched else float(cfg.sigma)
+        self.population = cfg.population or cfg.sampler
+        # E|g_B − ∇L|² = factor · tr(C)/B: B distinct samples of N (epoch) or B i.i.d. draws (replacement)
+        self.power_factor = population_factor(self.population, source.n_train, self.batch_size)
+        self.target_power = self.target_power_se = float("nan")
         k = min(cfg.record_coords, source.dim)
         self.record = torch.zeros(cfg.record_steps, k, device=device)
         self.recorded = 0
@@ -107,12 +115,14 @@ class InjectedNoise(NoiseMode):
         """Statistics of a full window of recorded ζ (steps × coordinates)."""
         return {"noise/lag1_autocorrelation": float(autocorrelation(record, 1, dim=0)[1].mean())}
 
-    def matched_sigma(self) -> float:
-        """σ with σ² · d · Var(ζ_i) = tr(C)/B: the same total noise power as SGD at batch size B.
+    def estimate_target_power(self) -> None:
+        """The population's batch-noise power E|g_B − ∇L|² at the current weights, and its standard error.
 
-        Called right after the step's full gradient. tr C is estimated from the noise of
-        `match_samples` / B random minibatches (one vmap over batches, memory O(batches · d); see
-        `stats.trace_from_minibatch_noise`), or exactly from all N per-sample gradients when
+        Called right after the step's full gradient. Estimated from `match_samples` / B random
+        minibatches drawn as the population's sampler draws them (B distinct indices for `epoch`,
+        B i.i.d. indices for `replacement`), so the mean of their |g_B − ∇L|² is unbiased for that
+        sampler's power without a correction factor; one vmap over batches, memory O(batches · d).
+        Exact, from all N per-sample gradients (factor · tr(C)/B, standard error 0), when
         `match_samples` is 0 or ≥ N."""
         source, b, n, k = self.source, self.batch_size, self.source.n_train, self.cfg.match_samples
         has_buffers = any(True for _ in source.model.buffers())
@@ -120,16 +130,32 @@ class InjectedNoise(NoiseMode):
         full = source.full_grad_vector(eval_mode=True) if has_buffers else source.flat_grad()
         if k == 0 or k >= n:
             trace = float(source.noise_trace(float(full.double().square().sum())))
+            self.target_power, self.target_power_se = self.power_factor * max(0.0, trace) / b, 0.0
+            return
+        count = max(2, k // b)
+        if self.population == "epoch":
+            batches = random_batches(n, b, count, self.match_generator, self.device)
         else:
-            batches = random_batches(n, b, max(2, k // b), self.match_generator, self.device)
-            sq = source.batch_grad_sq_norms(batches, center=full)
-            trace, _ = trace_from_minibatch_noise(sq, b, n)
-        return math.sqrt(max(0.0, trace) / (b * source.dim * self.zeta_variance))
+            batches = torch.randint(n, (count, b), generator=self.match_generator).to(self.device)
+        sq = source.batch_grad_sq_norms(batches, center=full)
+        self.target_power, self.target_power_se = float(sq.mean()), float(sq.std()) / math.sqrt(count)
+
+    def matched_sigma(self) -> float:
+        """σ with σ² · d · Var(ζ_i) = the target power (`estimate_target_power`, which it runs)."""
+        self.estimate_target_power()
+        return math.sqrt(self.target_power / (self.source.dim * self.zeta_variance))
+
+    def injected_power(self) -> float:
+        """E|σζ|² per step."""
+        return self.sigma ** 2 * self.source.dim * self.zeta_variance
 
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
         loss = self.source.backward_full()
-        if self.matched and (self.sigma is None or (step - 1) % self.match_every == 0):
-            self.sigma = self.matched_sigma()
+        if self.sigma is None or (step - 1) % self.match_every == 0:
+            if self.matched:
+                self.sigma = self.matched_sigma()
+            else:
+                self.estimate_target_power()  # logged beside the injected power
         zeta = self.zeta.sample()
         self.source.add_to_grad(zeta, alpha=self.sigma)
         self._record(zeta)
@@ -144,11 +170,13 @@ class InjectedNoise(NoiseMode):
             self.stats = self.summarise(self.record)
 
     def metrics(self) -> Dict[str, float]:
-        return {"noise/sigma": self.sigma, "noise/norm": float(self.noise_norm), **self.stats}
+        return {"noise/sigma": self.sigma, "noise/norm": float(self.noise_norm), "noise/power": self.injected_power(),
+                "noise/target_power": self.target_power, "noise/target_power_se": self.target_power_se, **self.stats}
 
     def state_dict(self) -> Dict:
         return {"generator": self.generator.get_state(), "match_generator": self.match_generator.get_state(),
                 "zeta": self.zeta.state_dict(), "sigma": self.sigma,
+                "target_power": self.target_power, "target_power_se": self.target_power_se,
                 "record": self.record.cpu(), "recorded": self.recorded, "stats": dict(self.stats)}
 
     def load_state_dict(self, state: Dict) -> None:
@@ -156,6 +184,7 @@ class InjectedNoise(NoiseMode):
         self.match_generator.set_state(state["match_generator"])
         self.zeta.load_state_dict(state["zeta"])
         self.sigma, self.recorded, self.stats = state["sigma"], state["recorded"], dict(state["stats"])
+        self.target_power, self.target_power_se = state["target_power"], state["target_power_se"]
         self.record.copy_(state["record"])
 
 
@@ -200,16 +229,27 @@ class LevyGD(InjectedNoise):
         return {"noise/alpha": float(tail_index(record, dim=0).mean())}
 
 
-def sgd_covariance_weights(z: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """w_i = (z_i − z̄)/√(BN) for z ~ N(0, I_N): then Σ_i w_i ∇ℓ_i = (BN)^{-1/2} Σ_i (∇ℓ_i − ∇L) z_i,
-    a Gaussian vector with covariance exactly C(θ)/B (C: per-sample gradient covariance, divisor N)."""
-    return (z - z.mean()) / math.sqrt(batch_size * len(z))
+def population_factor(population: str, n: int, batch_size: int) -> float:
+    """Cov(g_B) = factor · C/B: (N − B)/(N − 1) for B distinct samples of N (`epoch`), 1 for `replacement`."""
+    if population not in ("epoch", "replacement"):
+        raise ValueError(f"population={population!r}; expected epoch or replacement")
+    return max(0.0, (n - batch_size) / (n - 1)) if population == "epoch" and n > 1 else 1.0
+
+
+def sgd_covariance_weights(z: torch.Tensor, batch_size: int, population: str = "replacement") -> torch.Tensor:
+    """w_i = √f (z_i − z̄)/√(BN) for z ~ N(0, I_N): then Σ_i w_i ∇ℓ_i = √f (BN)^{-1/2} Σ_i (∇ℓ_i − ∇L) z_i,
+    a Gaussian vector with covariance exactly f · C(θ)/B (C: per-sample gradient covariance, divisor
+    N; f = `population_factor`): the covariance of one batch of the population's sampler, which for
+    B distinct samples is exactly (N − B)/(N − 1) · C/B."""
+    f = population_factor(population, len(z), batch_size)
+    return (z - z.mean()) * math.sqrt(f / (batch_size * len(z)))
 
 
 def sgd_covariance_noise(source: GradientSource, batch_size: int,
-                         generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """One draw of SGD-covariance noise ζ ~ N(0, C(θ)/B) at the model's current weights, exactly,
-    as a flat vector (parameters in `source.params` order).
+                         generator: Optional[torch.Generator] = None, population: str = "replacement") -> torch.Tensor:
+    """One draw of SGD-covariance noise ζ ~ N(0, f · C(θ)/B) at the model's current weights, exactly,
+    as a flat vector (parameters in `source.params` order); f = 1 for with-replacement batches
+    (`population="replacement"`, the default), (N − B)/(N − 1) for batches of distinct samples (`"epoch"`).
 
     C is never formed and no per-sample gradient is stored: ζ is the gradient of the re-weighted
     loss Σ_i w_i ℓ_i (`sgd_covariance_weights`), one forward and one backward pass over the
@@ -217,12 +257,14 @@ def sgd_covariance_noise(source: GradientSource, batch_size: int,
     left as they were (`GradientSource.full_grad_vector`). z is drawn from `generator`."""
     device = source.data.x_train.device
     z = torch.randn(source.n_train, generator=generator, device=generator.device if generator else device)
-    return source.full_grad_vector(weights=sgd_covariance_weights(z.to(device), batch_size))
+    return source.full_grad_vector(weights=sgd_covariance_weights(z.to(device), batch_size, population))
 
 
 @MODES.register("gd_sgdcov")
 class SGDCovarianceGD(InjectedNoise):
-    """∇L + σ ζ with ζ ~ N(0, C(θ)/B) exactly, C never formed; `matched` is σ = 1.
+    """∇L + σ ζ with ζ ~ N(0, f · C(θ)/B) exactly, C never formed; `matched` is σ = 1. f is the
+    population's factor (`population_factor`): ζ has exactly the covariance of one batch of the
+    sampler, (N − B)/(N − 1) · C/B for `epoch`, C/B for `replacement`.
 
     ζ = 1/√(BN) Σ_i (∇ℓ_i − ∇L) z_i with z_i ~ N(0, 1) has covariance exactly C/B. Since
     Σ_i (∇ℓ_i − ∇L) z_i = Σ_i (z_i − z̄) ∇ℓ_i, the whole signal is the gradient of the weighted
@@ -238,9 +280,20 @@ class SGDCovarianceGD(InjectedNoise):
     def make_zeta(self, dim: int) -> NoiseSource:
         return WhiteNoise(self.source.n_train, generator=self.generator, device=self.device)  # the z_i
 
+    def estimate_target_power_at(self, step: int) -> None:
+        """The target is only logged here (σ = 1 matches exactly); it needs ∇L in `.grad`."""
+        self.source.backward_full()
+        self.estimate_target_power()
+
+    def injected_power(self) -> float:
+        """E|σζ|² = σ² f tr(C)/B: σ² times the (estimated) target power, which ζ's covariance matches exactly."""
+        return self.sigma ** 2 * self.target_power
+
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
         n = self.source.n_train
-        weights = sgd_covariance_weights(self.zeta.sample(), self.batch_size).mul_(self.sigma)
+        if (step - 1) % self.match_every == 0:
+            self.estimate_target_power_at(step)
+        weights = sgd_covariance_weights(self.zeta.sample(), self.batch_size, self.population).mul_(self.sigma)
         if measure:
             self.source.backward_weighted(weights)
             noise = self.source.flat_grad()

@@ -15,12 +15,15 @@ device and return Python floats / small numpy arrays.
 * :mod:`.correlation` -- FFT autocorrelation.
 * :mod:`.gaussianity` -- D'Agostino-Pearson / Anderson-Darling / Shapiro-Wilk with
   Benjamini-Hochberg control across series.
+* :mod:`.adequacy` -- does an S-alpha-S law fit at all: CF misfit, ECF/block-sum agreement,
+  share of power in the top 1 % of samples.
 * :mod:`.gradient_noise` -- noise scale (McCandlish et al. 2018), two-batch estimator,
   per-layer SNR, covariance-Hessian alignment, mean squared displacement.
 * :mod:`.survival` -- Kaplan-Meier with Greenwood band, censored escape-time summary.
 * :mod:`.fits` -- straight-line fits (slope, intercept, R², slope SE).
 """
 
+from .adequacy import StableAdequacy, stable_adequacy, top_power_share
 from .correlation import autocorrelation
 from .gaussianity import GaussianityResult, anderson_darling_normal, gaussianity_tests
 from .gradient_noise import (
@@ -41,7 +44,7 @@ from .survival import KaplanMeier, escape_time_summary, kaplan_meier
 from .fits import LineFit, line_fit
 
 __all__ = [
-    "tail_index", "TAIL_METHODS", "DEFAULT_TAIL_METHOD",
+    "tail_index", "TAIL_METHODS", "DEFAULT_TAIL_METHOD", "stable_adequacy", "StableAdequacy", "top_power_share",
     "hurst_exponent", "HURST_METHODS", "DEFAULT_HURST_METHOD", "fgn_spectral_shape",
     "autocorrelation",
     "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
