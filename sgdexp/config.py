@@ -219,6 +219,17 @@ class NoiseMemoryConfig(AnalysisConfig):
     hurst_methods: List[str] = ranged(factory=lambda: ["whittle", "local_whittle"], choices=HURST_METHODS)
 
 
+@dataclass
+class DiffusionConfig(AnalysisConfig):
+    """`every`: steps between recorded weights; measurements every `log_every` steps (see analysis/diffusion.py)."""
+
+    log_every: int = ranged(MISSING, ge=1)  # steps between logged measurements (and the end)
+    dims: int = ranged(MISSING, ge=1)  # models with more parameters are recorded through a seeded projection to dims
+    buffer: int = ranged(MISSING, ge=8)  # recent records kept (ring buffer) for the time-averaged window MSD
+    waiting_times: List[int] = ranged(factory=lambda: [0], ge=0)  # t_w of MSD(t_w, τ); snapped to recorded steps
+    lags: int = ranged(MISSING, ge=3)  # log-spaced lags per MSD curve
+
+
 # ----------------------------------------------------------------------------- task, logger
 @dataclass
 class TaskConfig:
@@ -250,7 +261,8 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
     "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
     "noise": {"noise": NoiseConfig, "injected": InjectedNoiseConfig, "fbm": FBMNoiseConfig, "levy": LevyNoiseConfig},
-    "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig},
+    "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig,
+                 "diffusion": DiffusionConfig},
     "task": {"task": TaskConfig},
     "logger": {"wandb": WandbConfig, "none": NoLoggerConfig},
 }

@@ -16,20 +16,31 @@ device and return Python floats / small numpy arrays.
 * :mod:`.gaussianity` -- D'Agostino-Pearson / Anderson-Darling / Shapiro-Wilk with
   Benjamini-Hochberg control across series.
 * :mod:`.gradient_noise` -- noise scale (McCandlish et al. 2018), two-batch estimator,
-  per-layer SNR, covariance-Hessian alignment, mean squared displacement.
+  per-layer SNR, covariance-Hessian alignment.
+* :mod:`.diffusion` -- mean squared displacement (direct or FFT, exact), diffusion exponent,
+  local exponents and the super-/sub-diffusive crossover.
 """
 
 from .correlation import autocorrelation
+from .diffusion import (
+    DiffusionExponent,
+    MSDResult,
+    crossover,
+    diffusion_exponent,
+    local_exponents,
+    log_lags,
+    mean_squared_displacement,
+    msd,
+    power_law_fit,
+)
 from .gaussianity import GaussianityResult, anderson_darling_normal, gaussianity_tests
 from .gradient_noise import (
     Alignment,
-    MSDResult,
     NoiseScale,
     covariance_hessian_alignment,
     gradient_noise_scale,
     gradient_snr,
     gradient_snr_from_sums,
-    mean_squared_displacement,
     noise_scale_two_batch,
     trace_from_minibatch_noise,
 )
@@ -42,5 +53,7 @@ __all__ = [
     "autocorrelation",
     "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
     "gradient_noise_scale", "noise_scale_two_batch", "trace_from_minibatch_noise", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
-    "covariance_hessian_alignment", "Alignment", "mean_squared_displacement", "MSDResult",
+    "covariance_hessian_alignment", "Alignment",
+    "msd", "diffusion_exponent", "DiffusionExponent", "power_law_fit", "local_exponents", "crossover", "log_lags",
+    "mean_squared_displacement", "MSDResult",
 ]
