@@ -41,8 +41,8 @@ def test_both_scales_compose_and_every_job_validates(scale, dataset, models, bat
 
 def test_small_sweep_runs_at_a_tiny_size(tmp_cwd):
     proc = cli(["+experiment=anomalous_diffusion", "noise.batch_size=16",  # the command line beats the preset's values
-                "optimizer.lr=0.1", "hydra.sweep.dir=sweep", "trainer.steps=30",
-                "trainer.eval_every=30", "analysis.diffusion.log_every=15", "dataset.subset=256",
+                "optimizer.lr=0.1", "hydra.sweep.dir=sweep", "trainer.steps=12",
+                "trainer.eval_every=0", "analysis.diffusion.log_every=6", "dataset.subset=128",
                 "logger=none", "device=cpu", "trainer.progress=false"], cwd=tmp_cwd, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted((tmp_cwd / "sweep").glob("[0-9]"))
