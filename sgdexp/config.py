@@ -261,11 +261,11 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
     "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
     "noise": {"noise": NoiseConfig, "injected": InjectedNoiseConfig, "fbm": FBMNoiseConfig, "levy": LevyNoiseConfig},
-    "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig,
-                 "diffusion": DiffusionConfig},
+    "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig},
     "task": {"task": TaskConfig},
     "logger": {"wandb": WandbConfig, "none": NoLoggerConfig},
 }
+SCHEMAS["analysis"]["diffusion"] = DiffusionConfig  # weight diffusion (analysis/diffusion.py)
 
 
 def conf_dir() -> Path:
