@@ -38,6 +38,7 @@ def test_diffusion_leaves_training_unchanged_and_resumes_exactly(tmp_path, monke
     base = ["model.widths=[32]", "dataset.subset=512", "trainer.steps=120", "trainer.eval_every=40",
             "trainer.log_every=20", "trainer.checkpoint_every=60"]
     overrides = SMALL[:1] + base[1:] + SMALL[4:] + ["analysis.diffusion.dims=1024", "analysis.diffusion.every=2",
+                                                    "analysis.diffusion.buffer=16",  # 61 records: the ring wraps
                                                     "analysis.diffusion.log_every=40"]  # logged rows as without it
     train_run(tmp_path / "plain", base)
     summary = train_run(tmp_path / "full", overrides)
