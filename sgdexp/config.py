@@ -221,6 +221,17 @@ class NoiseMemoryConfig(AnalysisConfig):
     hurst_methods: List[str] = ranged(factory=lambda: ["whittle", "local_whittle"], choices=HURST_METHODS)
 
 
+@dataclass
+class DiffusionConfig(AnalysisConfig):
+    """`every`: steps between recorded weights; measurements every `log_every` steps (see analysis/diffusion.py)."""
+
+    log_every: int = ranged(MISSING, ge=1)  # steps between logged measurements (and the end)
+    dims: int = ranged(MISSING, ge=1)  # models with more parameters are recorded through a seeded projection to dims
+    buffer: int = ranged(MISSING, ge=8)  # recent records kept (ring buffer) for the time-averaged window MSD
+    waiting_times: List[int] = ranged(factory=lambda: [0], ge=0)  # t_w of MSD(t_w, τ); snapped to recorded steps
+    lags: int = ranged(MISSING, ge=3)  # log-spaced lags per MSD curve
+
+
 # ----------------------------------------------------------------------------- task, logger
 @dataclass
 class TaskConfig:
@@ -256,6 +267,7 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
     "task": {"task": TaskConfig},
     "logger": {"wandb": WandbConfig, "none": NoLoggerConfig},
 }
+SCHEMAS["analysis"]["diffusion"] = DiffusionConfig  # weight diffusion (analysis/diffusion.py)
 
 
 def conf_dir() -> Path:

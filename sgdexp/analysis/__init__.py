@@ -6,6 +6,7 @@ from typing import List
 from omegaconf import DictConfig
 
 from sgdexp.analysis.base import Analysis, Measurement
+from sgdexp.analysis.diffusion import Diffusion
 from sgdexp.analysis.noise_memory import NoiseMemory
 from sgdexp.analysis.noise_stats import NoiseStats
 from sgdexp.gradients import GradientSource
@@ -14,6 +15,7 @@ from sgdexp.registry import Registry
 ANALYSES: Registry[type] = Registry("analysis.name")
 ANALYSES.register("noise_stats")(NoiseStats)
 ANALYSES.register("noise_memory")(NoiseMemory)
+ANALYSES.register("diffusion")(Diffusion)
 
 
 def build_analyses(cfg: DictConfig, source: GradientSource) -> List[Analysis]:

@@ -18,23 +18,34 @@ device and return Python floats / small numpy arrays.
 * :mod:`.adequacy` -- does an S-alpha-S law fit at all: CF misfit, ECF/block-sum agreement,
   share of power in the top 1 % of samples.
 * :mod:`.gradient_noise` -- noise scale (McCandlish et al. 2018), two-batch estimator,
-  per-layer SNR, covariance-Hessian alignment, mean squared displacement.
+  per-layer SNR, covariance-Hessian alignment.
 * :mod:`.survival` -- Kaplan-Meier with Greenwood band, censored escape-time summary.
 * :mod:`.fits` -- straight-line fits (slope, intercept, R², slope SE).
+* :mod:`.diffusion` -- mean squared displacement (direct or FFT, exact), diffusion exponent,
+  local exponents and the super-/sub-diffusive crossover.
 """
 
 from .adequacy import StableAdequacy, stable_adequacy, top_power_share
 from .correlation import autocorrelation
+from .diffusion import (
+    DiffusionExponent,
+    MSDResult,
+    crossover,
+    diffusion_exponent,
+    local_exponents,
+    log_lags,
+    mean_squared_displacement,
+    msd,
+    power_law_fit,
+)
 from .gaussianity import GaussianityResult, anderson_darling_normal, gaussianity_tests
 from .gradient_noise import (
     Alignment,
-    MSDResult,
     NoiseScale,
     covariance_hessian_alignment,
     gradient_noise_scale,
     gradient_snr,
     gradient_snr_from_sums,
-    mean_squared_displacement,
     noise_scale_two_batch,
     trace_from_minibatch_noise,
 )
@@ -49,7 +60,9 @@ __all__ = [
     "autocorrelation",
     "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
     "gradient_noise_scale", "noise_scale_two_batch", "trace_from_minibatch_noise", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
-    "covariance_hessian_alignment", "Alignment", "mean_squared_displacement", "MSDResult",
+    "covariance_hessian_alignment", "Alignment",
     "kaplan_meier", "KaplanMeier", "escape_time_summary",
     "line_fit", "LineFit",
+    "msd", "diffusion_exponent", "DiffusionExponent", "power_law_fit", "local_exponents", "crossover", "log_lags",
+    "mean_squared_displacement", "MSDResult",
 ]

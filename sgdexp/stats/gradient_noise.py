@@ -25,7 +25,7 @@ import torch
 
 __all__ = [
     "NoiseScale", "gradient_noise_scale", "noise_scale_two_batch", "gradient_snr",
-    "Alignment", "covariance_hessian_alignment", "MSDResult", "mean_squared_displacement",
+    "Alignment", "covariance_hessian_alignment",
 ]
 
 _CHUNK = 256  # rows per chunk
@@ -360,62 +360,3 @@ def covariance_hessian_alignment(*, diag_cov=None, diag_hessian=None, eigvecs=No
             out["proj_diag_cosine"] = _cos(torch.diagonal(vcv), torch.diagonal(vhv))
             out["proj_diag_pearson"] = _pearson(torch.diagonal(vcv), torch.diagonal(vhv))
     return Alignment(**out)
-
-
-@dataclass(frozen=True)
-class MSDResult:
-    """Mean squared displacement and its power-law fit ``msd ~ prefactor * lags ** exponent``."""
-
-    lags: np.ndarray
-    msd: np.ndarray
-    exponent: float
-    prefactor: float
-
-
-def mean_squared_displacement(theta_series, lags=None, *, n_lags: int = 20) -> MSDResult:
-    r"""Mean squared displacement of a weight trajectory and its exponent.
-
-    .. math:: \mathrm{MSD}(\tau) = \frac{1}{T-\tau}\sum_{t=0}^{T-\tau-1}\|\theta_{t+\tau}-\theta_t\|^2,
-
-    averaged over all time origins t (squared norm summed over the d coordinates). The exponent
-    :math:`\gamma` of :math:`\mathrm{MSD}\propto\tau^\gamma` is the least-squares slope of
-    log MSD on log tau over the given lags: 1 for a random walk (normal diffusion), > 1
-    super-diffusion (e.g. 2 for ballistic drift; fractional Brownian motion gives 2H), < 1
-    sub-diffusion.
-
-    Parameters
-    ----------
-    theta_series : (T, ...) array/tensor
-        The trajectory, time along axis 0 (trailing axes flattened into d).
-    lags : sequence of int, optional
-        Lags in [1, T-1]; default ``n_lags`` log-spaced lags from 1 to T // 4.
-
-    Returns
-    -------
-    :class:`MSDResult` (numpy arrays, float exponent and prefactor).
-    """
-    th = _rows(theta_series)
-    T = th.shape[0]
-    if T < 3:
-        raise ValueError("need a trajectory of at least 3 points")
-    if lags is None:
-        lags = np.unique(np.round(np.geomspace(1, max(2, T // 4), n_lags)).astype(int))
-    lags = np.asarray(lags, dtype=int)
-    if lags.ndim != 1 or lags.min() < 1 or lags.max() >= T:
-        raise ValueError(f"lags must be in [1, {T - 1}]")
-    msd = np.empty(len(lags))
-    for i, tau in enumerate(lags):
-        tot = 0.0
-        for s in range(0, T - tau, _CHUNK):
-            e = min(s + _CHUNK, T - tau)
-            d = th[s + tau : e + tau].to(torch.float64) - th[s:e].to(torch.float64)
-            tot += float((d * d).sum())
-        msd[i] = tot / (T - tau)
-    ok = msd > 0
-    if ok.sum() >= 2:
-        lx, ly = np.log(lags[ok]), np.log(msd[ok])
-        gamma, icpt = np.polyfit(lx, ly, 1)
-        pref = float(np.exp(icpt))
-    else:
-        gamma, pref = float("nan"), float("nan")
-    return MSDResult(lags=lags, msd=msd, exponent=float(gamma), prefactor=pref)

@@ -103,6 +103,9 @@ class Training:
                 row = {"step": 0, **self.evaluate(), **self.analyse(0, [a for a in self.analyses if a.due(0)])}
                 self.tracker.log(row)
             status, step = self.loop()
+            for a in self.analyses:  # figures from what the analyses hold at the end
+                for name, fig in a.figures().items():
+                    self.tracker.log_figure(name, fig)
             summary.update(status=status, step=step, **self.setup.noise.metrics())  # the mode's last statistics
             if status == "diverged":
                 summary["diverged_step"] = step

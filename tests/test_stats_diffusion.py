@@ -1,0 +1,72 @@
+"""MSD and diffusion exponent against known exponents and against the definition."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sgdexp.noise import fractional_gaussian_noise
+from sgdexp.stats import crossover, diffusion_exponent, local_exponents, mean_squared_displacement, msd
+from sgdexp.stats.diffusion import _msd_direct, _msd_fft, _trajectory
+
+
+def msd_by_definition(x: np.ndarray, lags) -> np.ndarray:
+    x = x.reshape(len(x), -1)
+    return np.array([((x[t:] - x[: len(x) - t]) ** 2).sum() / (len(x) - t) for t in lags])
+
+
+@pytest.mark.parametrize("shape", [(300, 7), (257, 3, 2), (50,)])
+def test_msd_equals_the_definition_by_both_algorithms(shape):
+    rng = np.random.default_rng(1)
+    x = np.cumsum(rng.standard_normal(shape), axis=0) + 5.0  # an offset: centring must not matter
+    lags = np.arange(0, shape[0])
+    exact = msd_by_definition(x, lags)
+    X = _trajectory(x)
+    for computed in (_msd_direct(X, lags), _msd_fft(X, lags), msd(x, lags), msd(torch.tensor(x), lags)):
+        np.testing.assert_allclose(computed[1:], exact[1:], rtol=1e-10)
+        assert computed[0] == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_allclose(msd(x), exact[1:], rtol=1e-10)  # default: all lags 1..T-1
+
+
+def test_gaussian_random_walk_has_exponent_one():
+    rng = np.random.default_rng(2)
+    walk = np.cumsum(rng.standard_normal((4096, 50)), axis=0)
+    r = diffusion_exponent(walk)
+    assert r.exponent == pytest.approx(1.0, abs=0.05)
+    assert r.prefactor == pytest.approx(50.0, rel=0.15)  # MSD(τ) = d τ
+    assert np.nanmax(np.abs(r.local - 1.0)) < 0.15
+
+
+@pytest.mark.parametrize("hurst", [0.3, 0.7])
+def test_fbm_has_exponent_two_hurst(hurst):
+    g = torch.Generator().manual_seed(3)
+    path = torch.cumsum(fractional_gaussian_noise(4096, hurst, 50, generator=g, dtype=torch.float64), dim=0)
+    r = diffusion_exponent(path)
+    assert r.exponent == pytest.approx(2 * hurst, abs=0.05)
+
+
+def test_ballistic_motion_has_exponent_two():
+    t = np.arange(1000.0)[:, None]
+    r = diffusion_exponent(t * np.array([[0.3, -1.0, 2.0]]))
+    assert r.exponent == pytest.approx(2.0, abs=1e-6)
+    np.testing.assert_allclose(r.local, 2.0, atol=1e-6)
+
+
+def test_crossover_from_super_to_sub_diffusion():
+    # MSD = τ^1.5 up to τ = 100, then ∝ τ^0.5: the local exponent crosses 1 at 100 (log-midpoint)
+    lags = np.unique(np.round(np.geomspace(1, 10_000, 60)))
+    values = np.where(lags <= 100, lags ** 1.5, 1000.0 * (lags / 100) ** 0.5)
+    local = local_exponents(lags, values)
+    assert local[0] == pytest.approx(1.5) and local[-1] == pytest.approx(0.5)
+    assert crossover(lags, local) == pytest.approx(100, rel=0.15)
+    assert np.isnan(crossover(lags, np.full(len(lags), 0.8)))  # never super-diffusive
+    assert np.isnan(crossover(lags, np.full(len(lags), 1.3)))  # not yet sub-diffusive
+    noisy = local.copy()
+    noisy[2] = 0.5  # a dip at short lags that recovers is not the crossover
+    assert crossover(lags, noisy) == pytest.approx(100, rel=0.15)
+
+
+def test_old_interface_keeps_working():
+    drift = np.arange(200)[:, None] * np.ones((1, 3))
+    r = mean_squared_displacement(torch.tensor(drift), lags=[1, 2, 4, 8])
+    assert r.exponent == pytest.approx(2.0) and r.msd[0] == pytest.approx(3.0)
