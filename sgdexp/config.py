@@ -98,6 +98,18 @@ class TeacherStudentConfig(SyntheticDatasetConfig):
     label_noise: float = ranged(MISSING, ge=0.0)
 
 
+@dataclass
+class LinearGaussianConfig(SyntheticDatasetConfig):
+    """Linear regression with a chosen input covariance spectrum (sgdexp/data/datasets.py:linear_gaussian)."""
+
+    input_spectrum: str = ranged("power_law", choices=("power_law", "explicit"))
+    condition_number: float = ranged(100.0, ge=1.0)  # power_law: λ_1/λ_dim
+    top_eigenvalue: float = ranged(1.0, gt=0.0)  # power_law: λ_1
+    eigenvalues: List[float] = ranged(factory=list, gt=0.0)  # explicit: dim values
+    rotate: bool = True  # eigenvectors a seeded random rotation (False: the coordinate axes)
+    label_noise: float = ranged(0.5, ge=0.0)
+
+
 # ----------------------------------------------------------------------------- model
 ACTIVATIONS = ("relu", "tanh", "gelu")
 NORMS = ("none", "batch", "group")
@@ -246,6 +258,7 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
         "vision": DatasetConfig,
         "gaussian_mixture": GaussianMixtureConfig,
         "teacher_student": TeacherStudentConfig,
+        "linear_gaussian": LinearGaussianConfig,
     },
     "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},

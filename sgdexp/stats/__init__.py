@@ -17,6 +17,7 @@ device and return Python floats / small numpy arrays.
   Benjamini-Hochberg control across series.
 * :mod:`.gradient_noise` -- noise scale (McCandlish et al. 2018), two-batch estimator,
   per-layer SNR, covariance-Hessian alignment, mean squared displacement.
+* :mod:`.stationary` -- stationary variance of SGD (with torch's momentum) per Hessian eigendirection.
 """
 
 from .correlation import autocorrelation
@@ -33,6 +34,7 @@ from .gradient_noise import (
     noise_scale_two_batch,
     trace_from_minibatch_noise,
 )
+from .stationary import relaxation_steps, sgd_stationary_variance
 from .hurst import DEFAULT_HURST_METHOD, HURST_METHODS, fgn_spectral_shape, hurst_exponent
 from .tail import DEFAULT_TAIL_METHOD, TAIL_METHODS, tail_index
 
@@ -43,4 +45,5 @@ __all__ = [
     "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
     "gradient_noise_scale", "noise_scale_two_batch", "trace_from_minibatch_noise", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
     "covariance_hessian_alignment", "Alignment", "mean_squared_displacement", "MSDResult",
+    "sgd_stationary_variance", "relaxation_steps",
 ]
