@@ -231,6 +231,34 @@ class NoiseMemoryConfig(AnalysisConfig):
     hurst_methods: List[str] = ranged(factory=lambda: ["whittle", "local_whittle"], choices=HURST_METHODS)
 
 
+@dataclass
+class CurvatureAnalysisConfig(AnalysisConfig):
+    """`analysis=[curvature]` (sgdexp/analysis/curvature.py)."""
+
+    top_k: int = ranged(MISSING, ge=1)  # largest Hessian eigenpairs
+    bottom_k: int = ranged(MISSING, ge=0)  # smallest Hessian eigenpairs
+    probes: int = ranged(MISSING, ge=2)  # Hutchinson probes for the trace
+    tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
+    window: int = ranged(MISSING, ge=0)  # updates whose weights are projected after each measurement; 0: none
+    exact_below: int = ranged(MISSING, ge=0)  # models with at most this many parameters: dense Hessian, all eigenpairs
+    noise_samples: int = ranged(MISSING, ge=0)  # per-sample gradients for the noise covariance; 0: all N
+    # The optimizer, for the stationary-variance prediction (interpolated from `optimizer` in the yaml).
+    optimizer: str = MISSING
+    lr: float = ranged(MISSING, gt=0.0)
+    momentum: float = ranged(0.0, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = ranged(0.0, ge=0.0)
+
+
+@dataclass
+class GeneralizationAnalysisConfig(AnalysisConfig):
+    """`analysis=[generalization]` (sgdexp/analysis/generalization.py)."""
+
+    sharpness_every: int = ranged(0, ge=0)  # steps between sharpness measurements; 0: at the end only
+    probes: int = ranged(MISSING, ge=2)  # Hutchinson probes for the trace
+    tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
+
+
 # ----------------------------------------------------------------------------- task, logger
 @dataclass
 class TaskConfig:
@@ -263,7 +291,8 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
     "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
     "noise": {"noise": NoiseConfig, "injected": InjectedNoiseConfig, "fbm": FBMNoiseConfig, "levy": LevyNoiseConfig},
-    "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig},
+    "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig,
+                 "curvature": CurvatureAnalysisConfig, "generalization": GeneralizationAnalysisConfig},
     "task": {"task": TaskConfig},
     "logger": {"wandb": WandbConfig, "none": NoLoggerConfig},
 }

@@ -6,6 +6,8 @@ from typing import List
 from omegaconf import DictConfig
 
 from sgdexp.analysis.base import Analysis, Measurement
+from sgdexp.analysis.curvature import Curvature
+from sgdexp.analysis.generalization import Generalization
 from sgdexp.analysis.noise_memory import NoiseMemory
 from sgdexp.analysis.noise_stats import NoiseStats
 from sgdexp.gradients import GradientSource
@@ -14,6 +16,8 @@ from sgdexp.registry import Registry
 ANALYSES: Registry[type] = Registry("analysis.name")
 ANALYSES.register("noise_stats")(NoiseStats)
 ANALYSES.register("noise_memory")(NoiseMemory)
+ANALYSES.register("curvature")(Curvature)
+ANALYSES.register("generalization")(Generalization)
 
 
 def build_analyses(cfg: DictConfig, source: GradientSource) -> List[Analysis]:
