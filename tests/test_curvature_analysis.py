@@ -29,7 +29,8 @@ def linear_run(tmp_path, sampler: str, momentum: float, lr: float, burn_in: int,
 
 def directions(summary: dict):
     """(eigenvalue, relaxation steps, measured/predicted ratio) per direction, as arrays."""
-    labels = sorted({k.rsplit("/", 1)[1] for k in summary if k.startswith("curvature/variance_ratio/")})
+    labels = sorted({k.rsplit("/", 1)[1] for k in summary if k.startswith("curvature/variance_ratio/")},
+                    key=lambda label: int(label[3:]))  # top0, top1, ...: eigenvalues descending
     get = lambda key: np.array([summary[f"curvature/{key}/{label}"] for label in labels])  # noqa: E731
     return get("eigenvalue"), get("relaxation_steps"), get("variance_ratio")
 
