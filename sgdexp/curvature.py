@@ -1,69 +1,101 @@
-"""Curvature of the full training loss: Hessian-vector products, Lanczos eigenpairs, Hutchinson trace.
+"""Curvature of the full training loss: Hessian-vector products, Lanczos eigenpairs, trace estimates.
 
 `loss_hvp(source)` is the Hessian of L(θ) = 1/N Σ_i ℓ_i(θ) at the model's current weights as an
 operator on flat vectors (parameters in `source.params` order), over all N training samples in chunks
 of `source.chunk_size`, in eval mode like the per-sample gradients (BatchNorm normalises with its
-running statistics, so H is the Hessian of the loss the per-sample gradients differentiate). It goes
-through `torch.func` (forward-over-reverse: jvp of grad of a functional_call), so `.grad`, the model's
-mode and its buffers are left as they were, and k vectors are one vmap: the forward pass and the
-gradient are shared by the k products, only the tangents are batched.
+running statistics, so H is the Hessian of the loss the per-sample gradients differentiate). It uses
+`torch.autograd.grad` only, so `.grad`, the model's mode and its buffers are left as they were.
 
 `top_eigenpairs` and `hutchinson_trace` take any HVP operator (a model's, a landscape's, a matrix's).
-Lanczos is scipy's `eigsh` (ARPACK, implicitly restarted) over a `LinearOperator` whose matvec is our
-HVP: scripts/bench_curvature.py measured it against curvlinops' `HessianLinearOperator` + `eigsh` on
-the default MLP over the full digits set, and the torch.func HVP is the faster matvec there (see
-README, "Curvature and escape statistics"); curvlinops has no batched (k-vector) product, which the
-Hutchinson trace needs.
+
+Choices, by measurement (scripts/bench_curvature.py, default MLP over the full digits set, 1 thread):
+* the product: reverse over reverse through the gradient's graph, reused between products while the
+  weights stay (about 23 ms a product), against torch.func jvp-of-grad (the first version here: 27 ms
+  a product without reuse, and its vmap over k vectors was slower per vector than a loop on CPU) and
+  curvlinops' `HessianLinearOperator` (torch.func vmap'd jvp-of-grad inside: Lanczos to the top
+  eigenvalue took 1.9x ours, a 100-probe matmat 2.4x);
+* the eigensolver: scipy's `eigsh` (ARPACK, implicitly restarted Lanczos) over a `LinearOperator`:
+  21 products to the top eigenvalue at tol 1e-3 (error < 1e-7), where PyHessian's power iteration
+  stops at an error of 8e-3 after its tolerance test and needs many more products to reach 1e-3;
+* the trace: Hutch++ (see `hutchinson_trace`), 9x smaller standard error than Hutchinson at the
+  same 100 products.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
-from torch.func import functional_call, grad, jvp, vmap
+from threadpoolctl import threadpool_limits
 
 from sgdexp.gradients import PER_SAMPLE_BUDGET, GradientSource
 
 HVP = Callable[[torch.Tensor], torch.Tensor]
 
 
-def loss_hvp(source: GradientSource) -> HVP:
+def loss_hvp(source: GradientSource, block: Optional[int] = None) -> HVP:
     """v ↦ H v for the Hessian H of the full training loss at the current weights.
 
-    `v` is (dim,) or (k, dim), any float dtype and device of the model; the result has v's shape and
-    dtype. The weights are read at each call (the operator follows the model as it trains). Vectors
-    are batched up to `PER_SAMPLE_BUDGET` numbers of tangents at a time."""
-    model, n = source.model, source.n_train
-    names, shapes = list(source.named_params), [p.shape for p in source.params]
-    dtype = source.params[0].dtype
+    `v` is (dim,) or (k, dim), any float dtype, on the model's device; the result has v's shape and
+    dtype. The weights are read at each call (the operator follows the model as it trains).
 
-    def chunk_loss(params, buffers, x, y):
-        return source.loss_fn(functional_call(model, (params, buffers), (x,)), y) * (len(x) / n)
+    Each product is a second backward pass through the graph of the gradient (reverse over reverse).
+    When the training set is one chunk (N ≤ `chunk_size`), that graph is built once and reused for
+    as long as no parameter or buffer changes (their version counters say so), which halves the
+    cost of a product: an HVP on the default MLP over digits costs about 3 gradient evaluations
+    instead of 6 (scripts/bench_curvature.py). With several chunks it is rebuilt chunk by chunk, so
+    memory stays that of one chunk's backward pass.
 
-    def chunk_hvps(params, buffers, x, y, tangents):
-        def grad_at(p):
-            return grad(chunk_loss)(p, buffers, x, y)
+    `block`: vectors per batched backward pass (`is_grads_batched`). Default: 1 on CPU, where
+    batching measured slower per vector than a loop (a product of the default MLP is already a
+    large matmul; k at once multiplies the memory traffic: 15 ms/vector at k=1, 20 at k=4, 27 at
+    k=16, under load), and up to `PER_SAMPLE_BUDGET` numbers of vectors on accelerators, where
+    small products would leave the device idle."""
+    model, n, params = source.model, source.n_train, source.params
+    dtype, device = params[0].dtype, params[0].device
+    if block is None:
+        block = 1 if device.type == "cpu" else max(1, PER_SAMPLE_BUDGET // source.dim)
+    cache: dict = {}
 
-        return vmap(lambda t: jvp(grad_at, (params,), (t,))[1])(tangents)
+    def weights_key() -> tuple:
+        return tuple((t.data_ptr(), t._version) for t in (*params, *model.buffers()))
 
-    block = max(1, PER_SAMPLE_BUDGET // source.dim)
+    def chunk_grads(x: torch.Tensor, y: torch.Tensor) -> tuple:
+        loss = source.loss_fn(model(x), y) * (len(x) / n)
+        return torch.autograd.grad(loss, params, create_graph=True)
+
+    def gradient_graphs() -> Iterator[tuple]:
+        if n > source.chunk_size:
+            cache.clear()
+            yield from (chunk_grads(x, y) for _, x, y in source._chunks())
+            return
+        key = weights_key()
+        if cache.get("key") != key:
+            cache.clear()
+            _, x, y = next(source._chunks())
+            cache["grads"], cache["key"] = chunk_grads(x, y), key
+        yield cache["grads"]
+
+    def products(grads: tuple, vs: torch.Tensor) -> torch.Tensor:
+        """H_chunk @ each row of vs, as (k, dim); parameters whose gradient is constant give zeros."""
+        k = len(vs)
+        parts = [part.reshape(k, *p.shape) if k > 1 else part.view_as(p)
+                 for part, p in zip(vs.split(source.numels, dim=1), params)]
+        live = [i for i, g in enumerate(grads) if g.requires_grad]
+        hs = torch.autograd.grad([grads[i] for i in live], params, [parts[i] for i in live], retain_graph=True,
+                                 allow_unused=True, materialize_grads=True, is_grads_batched=k > 1)
+        return torch.cat([h.reshape(k, -1) for h in hs], dim=1)
 
     def hvp(v: torch.Tensor) -> torch.Tensor:
         single = v.dim() == 1
         vs = (v.unsqueeze(0) if single else v).to(dtype)
-        params = {k: p.detach() for k, p in source.named_params.items()}
-        buffers = {k: b.detach() for k, b in model.named_buffers()}
         out = torch.zeros_like(vs)
-        with torch.no_grad(), source._model_mode(training=False):
-            for b0 in range(0, len(vs), block):
-                parts = vs[b0 : b0 + block].split(source.numels, dim=1)
-                tangents = {k: part.reshape(-1, *s) for k, part, s in zip(names, parts, shapes)}
-                for _, x, y in source._chunks():
-                    h = chunk_hvps(params, buffers, x, y, tangents)
-                    out[b0 : b0 + block] += torch.cat([h[k].flatten(1) for k in names], dim=1)
+        with torch.enable_grad(), source._model_mode(training=False):
+            for grads in gradient_graphs():
+                for b0 in range(0, len(vs), block):
+                    out[b0 : b0 + block] += products(grads, vs[b0 : b0 + block])
         out = out.to(v.dtype)
         return out[0] if single else out
 
@@ -94,32 +126,67 @@ def top_eigenpairs(hvp: HVP, dim: int, k: int = 1, which: str = "LA", tol: float
         return hvp(v).detach().double().cpu().numpy()
 
     op = LinearOperator((dim, dim), matvec=matvec, dtype=np.float64)
-    values, vectors = eigsh(op, k=k, which=which, tol=tol, maxiter=max_iter, v0=v0)
+    # ARPACK's own work is O(dim · ncv) per step, level-2 BLAS too small to share: one BLAS thread
+    # (torch's threads, which run the HVPs, are not affected). With scipy's 2 OpenBLAS threads the
+    # solver's overhead was 0.4 s instead of 0.1 s next to 21 HVPs of 0.45 s on a busy 2-core machine.
+    with threadpool_limits(limits=1, user_api="blas"):
+        values, vectors = eigsh(op, k=k, which=which, tol=tol, maxiter=max_iter, v0=v0)
     order = np.argsort(-values if which == "LA" else values)
     values, vectors = values[order], vectors[:, order]
     return values, torch.from_numpy(np.ascontiguousarray(vectors.T)).float().to(device)
 
 
+TRACE_METHODS = ("hutch++", "hutchinson")
+
+
+def _rademacher(n: int, dim: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    z = torch.randint(0, 2, (n, dim), generator=generator, device=generator.device)
+    return z.float().mul_(2).sub_(1).to(device)
+
+
+def _quadratic_forms(hvp: HVP, z: torch.Tensor) -> torch.Tensor:
+    """zᵢᵀ H zᵢ for each row, in float64, in blocks of `PER_SAMPLE_BUDGET` numbers of probes."""
+    block = max(1, PER_SAMPLE_BUDGET // z.shape[1])
+    return torch.cat([(b * hvp(b)).double().sum(dim=1) for b in z.split(block)])
+
+
 def hutchinson_trace(hvp: HVP, dim: int, probes: int = 100, generator: Optional[torch.Generator] = None,
-                     device: Optional[torch.device] = None) -> Tuple[float, float]:
-    """tr H ≈ mean of zᵀHz over `probes` Rademacher vectors z (drawn from `generator`, seed 0 when
-    None), and the standard error of that mean. All probes go through `hvp` as one (probes, dim)
-    batch (the operator bounds its own memory)."""
-    if probes < 2:
-        raise ValueError(f"probes={probes}: at least 2 (the standard error needs two)")
+                     device: Optional[torch.device] = None, method: str = "hutch++") -> Tuple[float, float]:
+    """tr H from `probes` Hessian-vector products, and the standard error of the estimate; probe
+    vectors are Rademacher, drawn from `generator` (seed 0 when None) on `device`.
+
+    `method="hutchinson"`: the mean of zᵀHz over `probes` probes (memory: a block of probes).
+    `method="hutch++"` (default; Meyer, Musco, Musco & Woodruff 2021): a third of the products
+    sketch the top of the spectrum (Q = orth(H S)), a third take tr(QᵀHQ) exactly, the last third
+    run Hutchinson on what Q leaves out; the standard error is that of the last part. Hessians have
+    a few large outliers that dominate Hutchinson's variance 2(‖H‖_F² − Σ H_ii²): on the default MLP
+    over digits, 100 products give a standard error 9x smaller than Hutchinson's (0.30 against 2.8
+    on a trace of 64; scripts/bench_curvature.py). Memory: 2·probes/3 vectors of `dim`."""
+    if method not in TRACE_METHODS:
+        raise ValueError(f"method={method!r}: one of {TRACE_METHODS}")
+    if probes < (6 if method == "hutch++" else 2):
+        raise ValueError(f"probes={probes}: at least {6 if method == 'hutch++' else 2} for {method} "
+                         "(the standard error needs two Hutchinson probes)")
     device = torch.device("cpu") if device is None else torch.device(device)
     generator = _default_generator(generator)
-    z = torch.randint(0, 2, (probes, dim), generator=generator, device=generator.device)
-    z = z.float().mul_(2).sub_(1).to(device)
-    samples = (z * hvp(z)).double().sum(dim=1).cpu().numpy()
-    return float(samples.mean()), float(samples.std(ddof=1) / math.sqrt(probes))
+    if method == "hutchinson":
+        samples = _quadratic_forms(hvp, _rademacher(probes, dim, generator, device))
+        return float(samples.mean()), float(samples.std() / math.sqrt(probes))
+    sketch = min(probes // 3, dim)
+    q = torch.linalg.qr(hvp(_rademacher(sketch, dim, generator, device)).double().T)[0].to(torch.float32)
+    top = float(_quadratic_forms(hvp, q.T.contiguous()).sum())
+    rest = probes - 2 * sketch
+    g = _rademacher(rest, dim, generator, device)
+    g = g - (g @ q) @ q.T
+    samples = _quadratic_forms(hvp, g)
+    return top + float(samples.mean()), float(samples.std() / math.sqrt(rest))
 
 
 def sharpness(source: GradientSource, k: int = 1, probes: int = 100, tol: float = 1e-3,
               generator: Optional[torch.Generator] = None) -> Dict[str, float]:
     """Sharpness of the full training loss at the current weights: `top_eigenvalue` (Lanczos, relative
     tolerance `tol`), `eigenvalue_<i>` for i < k (descending, eigenvalue_0 = top_eigenvalue),
-    `trace` and `trace_se` (Hutchinson, `probes` Rademacher probes)."""
+    `trace` and `trace_se` (`hutchinson_trace`: Hutch++ over `probes` products)."""
     generator = _default_generator(generator)
     device = source.params[0].device
     hvp = loss_hvp(source)

@@ -18,6 +18,8 @@ device and return Python floats / small numpy arrays.
 * :mod:`.gradient_noise` -- noise scale (McCandlish et al. 2018), two-batch estimator,
   per-layer SNR, covariance-Hessian alignment, mean squared displacement.
 * :mod:`.stationary` -- stationary variance of SGD (with torch's momentum) per Hessian eigendirection.
+* :mod:`.survival` -- Kaplan-Meier with Greenwood band, censored escape-time summary.
+* :mod:`.fits` -- straight-line fits (slope, intercept, R², slope SE).
 """
 
 from .correlation import autocorrelation
@@ -37,6 +39,8 @@ from .gradient_noise import (
 from .stationary import relaxation_steps, sgd_stationary_variance
 from .hurst import DEFAULT_HURST_METHOD, HURST_METHODS, fgn_spectral_shape, hurst_exponent
 from .tail import DEFAULT_TAIL_METHOD, TAIL_METHODS, tail_index
+from .survival import KaplanMeier, escape_time_summary, kaplan_meier
+from .fits import LineFit, line_fit
 
 __all__ = [
     "tail_index", "TAIL_METHODS", "DEFAULT_TAIL_METHOD",
@@ -46,4 +50,6 @@ __all__ = [
     "gradient_noise_scale", "noise_scale_two_batch", "trace_from_minibatch_noise", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
     "covariance_hessian_alignment", "Alignment", "mean_squared_displacement", "MSDResult",
     "sgd_stationary_variance", "relaxation_steps",
+    "kaplan_meier", "KaplanMeier", "escape_time_summary",
+    "line_fit", "LineFit",
 ]
