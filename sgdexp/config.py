@@ -237,7 +237,7 @@ class CurvatureAnalysisConfig(AnalysisConfig):
 
     top_k: int = ranged(MISSING, ge=1)  # largest Hessian eigenpairs
     bottom_k: int = ranged(MISSING, ge=0)  # smallest Hessian eigenpairs
-    probes: int = ranged(MISSING, ge=2)  # Hutchinson probes for the trace
+    probes: int = ranged(MISSING, ge=6)  # Hutch++ probes for the trace (sgdexp.curvature.hutchinson_trace)
     tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
     window: int = ranged(MISSING, ge=0)  # updates whose weights are projected after each measurement; 0: none
     exact_below: int = ranged(MISSING, ge=0)  # models with at most this many parameters: dense Hessian, all eigenpairs
@@ -256,7 +256,7 @@ class GeneralizationAnalysisConfig(AnalysisConfig):
     """`analysis=[generalization]` (sgdexp/analysis/generalization.py)."""
 
     sharpness_every: int = ranged(0, ge=0)  # steps between sharpness measurements; 0: at the end only
-    probes: int = ranged(MISSING, ge=2)  # Hutchinson probes for the trace
+    probes: int = ranged(MISSING, ge=6)  # Hutch++ probes for the trace (sgdexp.curvature.hutchinson_trace)
     tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
 
 
