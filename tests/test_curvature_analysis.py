@@ -125,4 +125,7 @@ def test_linear_summary_has_prediction_keys(tmp_path):
     summary = linear_run(tmp_path, "epoch", 0.0, 0.2, 10, 30, ["dataset.dim=4"])
     lam, tau, ratio = directions(summary)
     assert len(ratio) == 4 and np.all(lam > 0) and np.allclose(tau, 1 / (0.2 * lam))
+    predicted = np.array([summary[f"curvature/predicted_variance/top{i}"] for i in range(4)])
+    measured = np.array([summary[f"curvature/weight_variance/top{i}"] for i in range(4)])
+    assert np.allclose(ratio, measured / predicted)  # the window's prediction, not the end's single point
     json.dumps(summary)

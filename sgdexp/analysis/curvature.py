@@ -92,13 +92,17 @@ class Curvature(Analysis):
     # ------------------------------------------------------------------ measurements
     def compute(self, step: int) -> Optional[Measurement]:
         out = Measurement()
-        if step == self.window_end:
+        ended = step == self.window_end
+        if ended:
             self._finish_window(out)
         if super().due(step):
             self._measure(out)
             if self.window and step + self.window <= self.steps:
                 self.window_end = step + self.window
                 self.projections = torch.zeros(self.window, len(self.labels), dtype=torch.float64, device=self.device)
+            elif self.predicts and not ended:  # no window follows: the prediction at this point is all there is
+                out.scalars.update({f"curvature/predicted_variance/{k}": float(v)
+                                    for k, v in zip(self.labels, self.predicted)})
         self.last.update(out.scalars)
         return out
 
@@ -170,7 +174,6 @@ class Curvature(Analysis):
         if self.predicts:
             c = self.cfg
             self.predicted = sgd_stationary_variance(values + c.weight_decay, noise_var, c.lr, c.momentum, c.nesterov)
-            s.update({f"curvature/predicted_variance/{k}": float(v) for k, v in zip(labels, self.predicted)})
         out.scalars.update(s)
         out.arrays["curvature/eigenvalues"] = np.asarray(values, dtype=float)
 
@@ -186,11 +189,9 @@ class Curvature(Analysis):
                            "curvature/weight_variance": variance, "curvature/relaxation_steps": tau})
         if self.predicts:
             if self.noise_count:  # the prediction for the window's mean noise variance
-                c = self.cfg
                 self.predicted = sgd_stationary_variance(self.eigenvalues + c.weight_decay,
                                                          self.noise_sum / self.noise_count, c.lr, c.momentum, c.nesterov)
-                out.scalars.update({f"curvature/predicted_variance/{k}": float(v)
-                                    for k, v in zip(self.labels, self.predicted)})
+            out.scalars.update({f"curvature/predicted_variance/{k}": float(v) for k, v in zip(self.labels, self.predicted)})
             ratio = variance / self.predicted
             out.scalars.update({f"curvature/variance_ratio/{k}": float(r) for k, r in zip(self.labels, ratio)})
             out.arrays["curvature/variance_ratio"] = ratio
