@@ -10,13 +10,13 @@ running statistics, so H is the Hessian of the loss the per-sample gradients dif
 
 Choices, by measurement (scripts/bench_curvature.py, default MLP over the full digits set, 1 thread):
 * the product: reverse over reverse through the gradient's graph, reused between products while the
-  weights stay (about 23 ms a product), against torch.func jvp-of-grad (the first version here: 27 ms
-  a product without reuse, and its vmap over k vectors was slower per vector than a loop on CPU) and
-  curvlinops' `HessianLinearOperator` (torch.func vmap'd jvp-of-grad inside: Lanczos to the top
-  eigenvalue took 1.9x ours, a 100-probe matmat 2.4x);
+  weights stay: 9.7 ms a product where a gradient takes 3.1 ms, against 22 ms for torch.func's jvp
+  of grad (the first version here; its vmap over k vectors was slower per vector than a loop on
+  CPU), and against curvlinops' `HessianLinearOperator` (a vmap'd jvp of grad inside: Lanczos to
+  the top eigenvalue took 2-4x ours, a 100-probe matmat about 2x);
 * the eigensolver: scipy's `eigsh` (ARPACK, implicitly restarted Lanczos) over a `LinearOperator`:
-  21 products to the top eigenvalue at tol 1e-3 (error < 1e-7), where PyHessian's power iteration
-  stops at an error of 8e-3 after its tolerance test and needs many more products to reach 1e-3;
+  7-13 products to the top eigenvalue at tol 1e-3 (error ~1e-6), where PyHessian's power iteration
+  needs 19-35 to reach an error of 1e-3 (its own tol=1e-3 test stops at an error of 2e-3 to 8e-3);
 * the trace: Hutch++ (see `hutchinson_trace`), 9x smaller standard error than Hutchinson at the
   same 100 products.
 """
@@ -43,10 +43,10 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None) -> HVP:
 
     Each product is a second backward pass through the graph of the gradient (reverse over reverse).
     When the training set is one chunk (N ≤ `chunk_size`), that graph is built once and reused for
-    as long as no parameter or buffer changes (their version counters say so), which halves the
-    cost of a product: an HVP on the default MLP over digits costs about 3 gradient evaluations
-    instead of 6 (scripts/bench_curvature.py). With several chunks it is rebuilt chunk by chunk, so
-    memory stays that of one chunk's backward pass.
+    as long as no parameter or buffer changes (compared with a copy at each call): a product on the
+    default MLP over digits then costs about 3 gradient evaluations (4 when the graph is rebuilt,
+    7 for torch.func's jvp of grad). With several chunks it is rebuilt chunk by chunk, so memory
+    stays that of one chunk's backward pass.
 
     `block`: vectors per batched backward pass (`is_grads_batched`). Default: 1 on CPU, where
     batching measured slower per vector than a loop (a product of the default MLP is already a
@@ -59,8 +59,11 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None) -> HVP:
         block = 1 if device.type == "cpu" else max(1, PER_SAMPLE_BUDGET // source.dim)
     cache: dict = {}
 
-    def weights_key() -> tuple:
-        return tuple((t.data_ptr(), t._version) for t in (*params, *model.buffers()))
+    def unchanged() -> bool:
+        # compared by value, not by version counter: `p.data.copy_(...)` does not bump `p._version`
+        # (a pass over d numbers, small next to a product)
+        state = (*params, *model.buffers())
+        return "weights" in cache and all(torch.equal(a, b) for a, b in zip(cache["weights"], state))
 
     def chunk_grads(x: torch.Tensor, y: torch.Tensor) -> tuple:
         loss = source.loss_fn(model(x), y) * (len(x) / n)
@@ -71,11 +74,11 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None) -> HVP:
             cache.clear()
             yield from (chunk_grads(x, y) for _, x, y in source._chunks())
             return
-        key = weights_key()
-        if cache.get("key") != key:
+        if not unchanged():
             cache.clear()
             _, x, y = next(source._chunks())
-            cache["grads"], cache["key"] = chunk_grads(x, y), key
+            cache["grads"] = chunk_grads(x, y)
+            cache["weights"] = [t.detach().clone() for t in (*params, *model.buffers())]
         yield cache["grads"]
 
     def products(grads: tuple, vs: torch.Tensor) -> torch.Tensor:
@@ -129,8 +132,12 @@ def top_eigenpairs(hvp: HVP, dim: int, k: int = 1, which: str = "LA", tol: float
     # ARPACK's own work is O(dim · ncv) per step, level-2 BLAS too small to share: one BLAS thread
     # (torch's threads, which run the HVPs, are not affected). With scipy's 2 OpenBLAS threads the
     # solver's overhead was 0.4 s instead of 0.1 s next to 21 HVPs of 0.45 s on a busy 2-core machine.
+    # Lanczos basis size: scipy's default (20) builds 20 vectors before its first convergence test;
+    # 4k + 2 reaches 1e-3 (in fact ~1e-6) in 7-13 products for k = 1 and 15 for k = 3, against 21
+    # (default MLP after 50 and 200 GD steps and the CNN on digits)
+    ncv = min(dim, 4 * k + 2)
     with threadpool_limits(limits=1, user_api="blas"):
-        values, vectors = eigsh(op, k=k, which=which, tol=tol, maxiter=max_iter, v0=v0)
+        values, vectors = eigsh(op, k=k, which=which, tol=tol, maxiter=max_iter, v0=v0, ncv=ncv)
     order = np.argsort(-values if which == "LA" else values)
     values, vectors = values[order], vectors[:, order]
     return values, torch.from_numpy(np.ascontiguousarray(vectors.T)).float().to(device)
@@ -161,15 +168,15 @@ def hutchinson_trace(hvp: HVP, dim: int, probes: int = 100, generator: Optional[
     run Hutchinson on what Q leaves out; the standard error is that of the last part. Hessians have
     a few large outliers that dominate Hutchinson's variance 2(‖H‖_F² − Σ H_ii²): on the default MLP
     over digits, 100 products give a standard error 9x smaller than Hutchinson's (0.30 against 2.8
-    on a trace of 64; scripts/bench_curvature.py). Memory: 2·probes/3 vectors of `dim`."""
+    on a trace of 64; scripts/bench_curvature.py). Memory: 2·probes/3 vectors of `dim`. Below 6
+    probes, Hutch++ cannot split them and plain Hutchinson is used."""
     if method not in TRACE_METHODS:
         raise ValueError(f"method={method!r}: one of {TRACE_METHODS}")
-    if probes < (6 if method == "hutch++" else 2):
-        raise ValueError(f"probes={probes}: at least {6 if method == 'hutch++' else 2} for {method} "
-                         "(the standard error needs two Hutchinson probes)")
+    if probes < 2:
+        raise ValueError(f"probes={probes}: at least 2 (the standard error needs two)")
     device = torch.device("cpu") if device is None else torch.device(device)
     generator = _default_generator(generator)
-    if method == "hutchinson":
+    if method == "hutchinson" or probes < 6:  # Hutch++ needs 2 sketch + 2 exact + 2 Hutchinson products
         samples = _quadratic_forms(hvp, _rademacher(probes, dim, generator, device))
         return float(samples.mean()), float(samples.std() / math.sqrt(probes))
     sketch = min(probes // 3, dim)

@@ -99,8 +99,9 @@ def _x_values(cfg, summary: dict) -> Dict[str, float]:
         sigma = summary.get("noise/sigma", summary.get("escape/sigma"))
     sigma = _number(sigma)
     sharp = _number(summary.get("sharpness/top_eigenvalue"))
+    lr = _number(get("optimizer.lr"))
     return {
-        "batch_over_lr": _number(get("noise.batch_size")) / _number(get("optimizer.lr")),
+        "batch_over_lr": _number(get("noise.batch_size")) / lr if lr > 0 else math.nan,
         "inverse_sigma_sq": 1.0 / sigma ** 2 if sigma > 0 else math.nan,
         "inverse_sharpness": 1.0 / sharp if sharp > 0 else math.nan,
         "hurst": _number(get("noise.hurst")),
@@ -121,8 +122,12 @@ def _distinct(values: np.ndarray) -> int:
     return int(len(values) > 0) + int(gaps.sum())
 
 
-def sweep_fits(multirun_dir: Union[str, Path]) -> SweepFits:
-    """Fits of ln(mean escape steps) against each swept x over the completed jobs of `multirun_dir`."""
+def sweep_fits(multirun_dir: Union[str, Path], select: Optional[Dict[str, object]] = None) -> SweepFits:
+    """Fits of ln(mean escape steps) against each swept x over the completed jobs of `multirun_dir`.
+
+    `select`: config key -> value (e.g. `{"noise.name": "sgd"}`): only jobs whose config has these
+    values are fitted (the others are listed in `excluded`), so that one multirun over several noise
+    modes gives one fit per mode."""
     root = Path(multirun_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
@@ -133,12 +138,18 @@ def sweep_fits(multirun_dir: Union[str, Path]) -> SweepFits:
         if not summary_path.is_file():
             result.excluded[name] = "no summary.json (running, killed or failed before the end)"
             continue
+        cfg = OmegaConf.load(job_dir / HYDRA_CONFIG)
+        mismatch = [f"{k}={OmegaConf.select(cfg, k, default=None)}" for k, v in (select or {}).items()
+                    if OmegaConf.select(cfg, k, default=None) != v]
+        if mismatch:
+            result.excluded[name] = "not selected: " + ", ".join(mismatch)
+            continue
         summary = json.loads(summary_path.read_text())
         status = summary.get("status", "missing")
         if status != "completed":
             result.excluded[name] = f"status {status}"
             continue
-        job = EscapeJob(name, _x_values(OmegaConf.load(job_dir / HYDRA_CONFIG), summary),
+        job = EscapeJob(name, _x_values(cfg, summary),
                         _log(summary.get("escape/mean_steps")), _log(summary.get("escape/mean_steps_low")),
                         _log(summary.get("escape/mean_steps_high")), bool(summary.get("escape/lower_bound", 0)))
         if job.lower_bound:

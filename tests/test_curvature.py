@@ -75,8 +75,7 @@ def test_hvp_single_chunk_cached_graph_follows_the_weights():
     assert torch.allclose(first.double(), (H @ v.double().T).T, rtol=1e-4, atol=1e-5 * float(H.abs().max()))
     assert torch.equal(hvp(v), first)  # reused graph, same numbers
     assert torch.allclose(loss_hvp(src, block=3)(v), first, rtol=1e-5, atol=1e-6)  # batched = looped
-    with torch.no_grad():
-        src.params[0].mul_(1.5)
+    src.params[0].data.mul_(1.5)  # through .data: no version bump, still seen
     H2 = _explicit_hessian(src)
     moved = hvp(v)
     assert not torch.allclose(moved, first)
@@ -163,6 +162,9 @@ def test_seeded_and_validated():
     assert a[0] == pytest.approx(210.0)  # a diagonal operator: every Rademacher probe gives the trace
     with pytest.raises(ValueError):
         hutchinson_trace(hvp, dim, method="hutch")
+    with pytest.raises(ValueError):
+        hutchinson_trace(hvp, dim, probes=1)
+    assert hutchinson_trace(hvp, dim, probes=4) == hutchinson_trace(hvp, dim, probes=4, method="hutchinson")
     with pytest.raises(ValueError):
         top_eigenpairs(hvp, dim, which="LM")
     with pytest.raises(ValueError):

@@ -81,6 +81,10 @@ def test_matched_sigma_sharpness_hurst_and_alpha(tmp_path):
     assert sweep_fits(tmp_path / "levy").fits["alpha"].slope == pytest.approx(1)
     # nested layout (multirun/<date>/<time>/<num>): found through the whole tree
     assert len(sweep_fits(tmp_path).jobs) == 10
+    # one multirun over several modes: a fit per mode
+    only_fbm = sweep_fits(tmp_path, select={"noise.name": "gd_fbm"})
+    assert len(only_fbm.jobs) == 3 and set(only_fbm.fits) == {"hurst"}
+    assert only_fbm.excluded["white/0"] == "not selected: noise.name=gd_white"
 
 
 def test_survival_figure_draws_each_curve_with_its_band(tmp_path):
