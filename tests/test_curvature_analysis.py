@@ -77,10 +77,10 @@ def test_epoch_sampling_shrinks_variance_along_slow_directions(tmp_path, momentu
 
 SHORT = ["model.widths=[16]", "dataset.subset=256", "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10",
          "trainer.checkpoint_every=20"]
-ANALYSED = ["analysis=[curvature,generalization]", "analysis.curvature.every=15", "analysis.curvature.tol=0.01",
+ANALYSED = ["analysis=[curvature,generalization]", "analysis.curvature.every=15", "analysis.curvature.tol=0.001",
             "analysis.curvature.window=8", "analysis.curvature.top_k=2", "analysis.curvature.bottom_k=1",
             "analysis.curvature.probes=6", "analysis.curvature.noise_samples=64", "analysis.curvature.exact_below=0",
-            "analysis.generalization.every=20", "analysis.generalization.probes=6", "analysis.generalization.tol=0.01"]
+            "analysis.generalization.every=20", "analysis.generalization.probes=6", "analysis.generalization.tol=0.001"]
 
 
 def test_analyses_write_summary_and_do_not_change_training(tmp_path):
