@@ -98,6 +98,18 @@ class TeacherStudentConfig(SyntheticDatasetConfig):
     label_noise: float = ranged(MISSING, ge=0.0)
 
 
+@dataclass
+class LinearGaussianConfig(SyntheticDatasetConfig):
+    """Linear regression with a chosen input covariance spectrum (sgdexp/data/datasets.py:linear_gaussian)."""
+
+    input_spectrum: str = ranged("power_law", choices=("power_law", "explicit"))
+    condition_number: float = ranged(100.0, ge=1.0)  # power_law: λ_1/λ_dim
+    top_eigenvalue: float = ranged(1.0, gt=0.0)  # power_law: λ_1
+    eigenvalues: List[float] = ranged(factory=list, gt=0.0)  # explicit: dim values
+    rotate: bool = True  # eigenvectors a seeded random rotation (False: the coordinate axes)
+    label_noise: float = ranged(0.5, ge=0.0)
+
+
 # ----------------------------------------------------------------------------- model
 ACTIVATIONS = ("relu", "tanh", "gelu")
 NORMS = ("none", "batch", "group")
@@ -232,6 +244,35 @@ class DiffusionConfig(AnalysisConfig):
     lags: int = ranged(MISSING, ge=3)  # log-spaced lags per MSD curve
 
 
+@dataclass
+class CurvatureAnalysisConfig(AnalysisConfig):
+    """`analysis=[curvature]` (sgdexp/analysis/curvature.py)."""
+
+    top_k: int = ranged(MISSING, ge=1)  # largest Hessian eigenpairs
+    bottom_k: int = ranged(MISSING, ge=0)  # smallest Hessian eigenpairs
+    probes: int = ranged(MISSING, ge=6)  # Hutch++ probes for the trace (sgdexp.curvature.hutchinson_trace)
+    tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
+    window: int = ranged(MISSING, ge=0)  # updates whose weights are projected after each measurement; 0: none
+    exact_below: int = ranged(MISSING, ge=0)  # models with at most this many parameters: dense Hessian, all eigenpairs
+    noise_samples: int = ranged(MISSING, ge=0)  # per-sample gradients for the noise covariance; 0: all N
+    noise_points: int = ranged(8, ge=0)  # fixed Hessian: points of each window averaging the noise variance
+    # The optimizer, for the stationary-variance prediction (interpolated from `optimizer` in the yaml).
+    optimizer: str = MISSING
+    lr: float = ranged(MISSING, gt=0.0)
+    momentum: float = ranged(0.0, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = ranged(0.0, ge=0.0)
+
+
+@dataclass
+class GeneralizationAnalysisConfig(AnalysisConfig):
+    """`analysis=[generalization]` (sgdexp/analysis/generalization.py)."""
+
+    sharpness_every: int = ranged(0, ge=0)  # steps between sharpness measurements; 0: at the end only
+    probes: int = ranged(MISSING, ge=6)  # Hutch++ probes for the trace (sgdexp.curvature.hutchinson_trace)
+    tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
+
+
 # ----------------------------------------------------------------------------- task, logger
 @dataclass
 class TaskConfig:
@@ -259,15 +300,17 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
         "vision": DatasetConfig,
         "gaussian_mixture": GaussianMixtureConfig,
         "teacher_student": TeacherStudentConfig,
+        "linear_gaussian": LinearGaussianConfig,
     },
     "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
     "noise": {"noise": NoiseConfig, "injected": InjectedNoiseConfig, "fbm": FBMNoiseConfig, "levy": LevyNoiseConfig},
-    "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig},
+    "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig,
+                 "diffusion": DiffusionConfig, "curvature": CurvatureAnalysisConfig,
+                 "generalization": GeneralizationAnalysisConfig},
     "task": {"task": TaskConfig},
     "logger": {"wandb": WandbConfig, "none": NoLoggerConfig},
 }
-SCHEMAS["analysis"]["diffusion"] = DiffusionConfig  # weight diffusion (analysis/diffusion.py)
 
 
 def conf_dir() -> Path:

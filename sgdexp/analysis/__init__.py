@@ -7,6 +7,8 @@ from omegaconf import DictConfig
 
 from sgdexp.analysis.base import Analysis, Measurement
 from sgdexp.analysis.diffusion import Diffusion
+from sgdexp.analysis.curvature import Curvature
+from sgdexp.analysis.generalization import Generalization
 from sgdexp.analysis.noise_memory import NoiseMemory
 from sgdexp.analysis.noise_stats import NoiseStats
 from sgdexp.gradients import GradientSource
@@ -16,6 +18,8 @@ ANALYSES: Registry[type] = Registry("analysis.name")
 ANALYSES.register("noise_stats")(NoiseStats)
 ANALYSES.register("noise_memory")(NoiseMemory)
 ANALYSES.register("diffusion")(Diffusion)
+ANALYSES.register("curvature")(Curvature)
+ANALYSES.register("generalization")(Generalization)
 
 
 def build_analyses(cfg: DictConfig, source: GradientSource) -> List[Analysis]:

@@ -28,6 +28,7 @@ class Dataset:
     y_test: torch.Tensor
     num_outputs: int  # classes, or regression targets
     task: str  # "classification" | "regression"
+    standardise: bool = True  # False: inputs whose covariance is part of the design (linear_gaussian)
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
@@ -54,7 +55,7 @@ def load_dataset(cfg: DictConfig, device: torch.device) -> Dataset:
         if cfg.subset > data.n_train:
             raise ConfigError("dataset.subset", cfg.subset, f"at most the {data.n_train} training samples of {cfg.name}")
         data = replace(data, x_train=data.x_train[: cfg.subset], y_train=data.y_train[: cfg.subset])
-    return _standardise(data).to(device)
+    return (_standardise(data) if data.standardise else data).to(device)
 
 
 def _standardise(data: Dataset) -> Dataset:
@@ -110,6 +111,43 @@ def teacher_student(cfg: DictConfig) -> Dataset:
 
     (xtr, ytr), (xte, yte) = draw(cfg.n_train), draw(cfg.n_test)
     return Dataset("teacher_student", xtr, ytr, xte, yte, 1, "regression")
+
+
+def input_eigenvalues(cfg: DictConfig) -> np.ndarray:
+    """The input covariance spectrum of `linear_gaussian`, largest first (see its docstring)."""
+    if cfg.input_spectrum == "explicit":
+        if len(cfg.eigenvalues) != cfg.dim:
+            raise ConfigError("dataset.eigenvalues", list(cfg.eigenvalues), f"{cfg.dim} values (dataset.dim)")
+        return np.sort(np.asarray(cfg.eigenvalues, dtype=float))[::-1]
+    # power law λ_k = λ_1 k^(−p), p chosen so that λ_1/λ_d is the condition number
+    k = np.arange(1, cfg.dim + 1)
+    p = np.log(cfg.condition_number) / np.log(cfg.dim) if cfg.dim > 1 else 0.0
+    return cfg.top_eigenvalue * k ** (-p)
+
+
+@DATASETS.register("linear_gaussian")
+def linear_gaussian(cfg: DictConfig) -> Dataset:
+    """Linear regression with a chosen input covariance Σ: x ~ N(0, Σ), y = w*·x + `label_noise` ε.
+
+    Σ = Q diag(λ) Qᵀ with λ from `input_eigenvalues` and Q a seeded random rotation (`rotate`; the
+    identity otherwise), so the squared loss of `model=linear` (mean of (w·x + b − y)²) has the
+    Hessian 2 E[x̃x̃ᵀ] = diag(2Σ, 2) in (w, b): eigenvalues 2λ_k and 2 for the bias. Inputs are not
+    standardised (that would undo Σ). At the minimum the gradient-noise covariance is
+    C ≈ 4 label_noise² E[x̃x̃ᵀ] = 2 label_noise² H: the noise is Hessian-aligned by construction.
+    """
+    rng = np.random.default_rng(cfg.data_seed)
+    lam = input_eigenvalues(cfg)
+    q = np.linalg.qr(rng.standard_normal((cfg.dim, cfg.dim)))[0] if cfg.rotate else np.eye(cfg.dim)
+    root = q * np.sqrt(lam)  # Σ^{1/2} with Σ = root rootᵀ
+    w = rng.standard_normal(cfg.dim) / np.sqrt(cfg.dim)
+
+    def draw(n):
+        x = rng.standard_normal((n, cfg.dim)) @ root.T
+        y = x @ w + cfg.label_noise * rng.standard_normal(n)
+        return torch.from_numpy(x).float(), torch.from_numpy(y[:, None]).float()
+
+    (xtr, ytr), (xte, yte) = draw(cfg.n_train), draw(cfg.n_test)
+    return Dataset("linear_gaussian", xtr, ytr, xte, yte, 1, "regression", standardise=False)
 
 
 # ----------------------------------------------------------------------------- torchvision

@@ -19,6 +19,7 @@ device and return Python floats / small numpy arrays.
   share of power in the top 1 % of samples.
 * :mod:`.gradient_noise` -- noise scale (McCandlish et al. 2018), two-batch estimator,
   per-layer SNR, covariance-Hessian alignment.
+* :mod:`.stationary` -- stationary variance of SGD (with torch's momentum) per Hessian eigendirection.
 * :mod:`.survival` -- Kaplan-Meier with Greenwood band, censored escape-time summary.
 * :mod:`.fits` -- straight-line fits (slope, intercept, R², slope SE).
 * :mod:`.diffusion` -- mean squared displacement (direct or FFT, exact), diffusion exponent,
@@ -49,6 +50,7 @@ from .gradient_noise import (
     noise_scale_two_batch,
     trace_from_minibatch_noise,
 )
+from .stationary import relaxation_steps, sgd_stationary_variance
 from .hurst import DEFAULT_HURST_METHOD, HURST_METHODS, fgn_spectral_shape, hurst_exponent
 from .tail import DEFAULT_TAIL_METHOD, TAIL_METHODS, tail_index
 from .survival import KaplanMeier, escape_time_summary, kaplan_meier
@@ -61,6 +63,7 @@ __all__ = [
     "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
     "gradient_noise_scale", "noise_scale_two_batch", "trace_from_minibatch_noise", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
     "covariance_hessian_alignment", "Alignment",
+    "sgd_stationary_variance", "relaxation_steps",
     "kaplan_meier", "KaplanMeier", "escape_time_summary",
     "line_fit", "LineFit",
     "msd", "diffusion_exponent", "DiffusionExponent", "power_law_fit", "local_exponents", "crossover", "log_lags",

@@ -1,0 +1,217 @@
+"""`analysis=[curvature]`: the Hessian on a schedule, and how the weights fluctuate along it.
+
+At each measurement (every `every` steps from `start`, and at the end):
+
+- the `top_k` largest and `bottom_k` smallest Hessian eigenvalues with their eigenvectors (Lanczos
+  through `sgdexp.curvature`) and the trace (Hutchinson, `probes` probes). Models with at most
+  `exact_below` parameters get the dense Hessian instead (dim HVPs against the identity, one
+  `eigh`): every eigenpair and the exact trace;
+- the noise covariance C projected on those directions, from per-sample gradients of
+  `noise_samples` samples (0: all N), and its alignment with H (`stats.covariance_hessian_alignment`:
+  Xie et al. assume C ∝ H near minima; this checks it);
+- the per-step noise variance along each direction, s_i = v_iᵀ C v_i / B times (N − B)/(N − 1)
+  under `noise.sampler=epoch` (the batch-noise power of sampling without replacement);
+- on a fixed Hessian (`model=linear` on a regression set, trained by `optimizer=sgd` with
+  `noise=sgd`), the stationary variance that uncorrelated noise of that power would give, per
+  direction (`stats.sgd_stationary_variance`: torch's SGD with momentum, Nesterov, weight decay).
+
+Then the weights are projected on the same directions after each of the next `window` updates; at
+the window's end the variance of each projection is logged beside its eigenvalue, its relaxation
+time 1/(η_eff λ) in steps and, on a fixed Hessian, the measured/predicted ratio. Kühn & Rosenow:
+under epoch sampling the ratio falls far below 1 along directions that relax over many epochs.
+On a fixed Hessian the noise variance of the prediction is the mean over `noise_points` evenly
+spaced points of the window (at one point it fluctuates by 4-8% between stationary points of linear
+regression, more than the 10% check allows). The prediction holds in the stationary state: start the analysis after the weights have relaxed
+(`start`), and use windows of many relaxation times (a window shorter than a direction's relaxation
+time sees only part of its variance).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from sgdexp.analysis.base import Analysis, Measurement
+from sgdexp.curvature import hutchinson_trace, loss_hvp, top_eigenpairs
+from sgdexp.errors import ConfigError
+from sgdexp.stats import covariance_hessian_alignment, relaxation_steps, sgd_stationary_variance
+
+
+def has_fixed_hessian(source) -> bool:
+    """Linear regression: a single `nn.Linear` (after a Flatten) under the squared loss."""
+    layers = [m for m in source.model.modules() if not isinstance(m, (nn.Sequential, nn.Flatten))]
+    return not source.classification and len(layers) == 1 and isinstance(layers[0], nn.Linear)
+
+
+class Curvature(Analysis):
+    records_weights = True
+
+    def __init__(self, cfg, source, noise_cfg, seed, steps):
+        super().__init__(cfg, source, noise_cfg, seed, steps)
+        if cfg.window >= cfg.every and cfg.window > 0:
+            raise ConfigError("analysis.curvature.window", cfg.window,
+                              f"less than analysis.curvature.every={cfg.every} (windows must not overlap)")
+        self.window = int(cfg.window)
+        self.exact = source.dim <= cfg.exact_below
+        self.predicts = (has_fixed_hessian(source) and cfg.optimizer == "sgd" and noise_cfg.name == "sgd")
+        self.device = source.params[0].device
+        batch, n = int(noise_cfg.batch_size), source.n_train
+        # per-step batch-noise covariance C/B, times the without-replacement factor for epoch sampling
+        self.batch_factor = (1.0 / batch) * ((n - batch) / (n - 1) if noise_cfg.sampler == "epoch" else 1.0)
+        self.labels: List[str] = []
+        self.eigenvalues = np.zeros(0)
+        self.vectors = torch.zeros(0, source.dim, device=self.device)
+        self.predicted = np.zeros(0)
+        self.projections = torch.zeros(max(self.window, 1), 0, dtype=torch.float64, device=self.device)
+        self.window_end: Optional[int] = None
+        points = min(int(cfg.noise_points), self.window)
+        self.noise_positions = set(np.linspace(0, self.window - 1, points).round().astype(int).tolist()) if points else set()
+        self.noise_sum, self.noise_count = np.zeros(0), 0
+
+    # ------------------------------------------------------------------ schedule
+    def due(self, step: int) -> bool:
+        return super().due(step) or step == self.window_end
+
+    def recording(self, step: int) -> bool:
+        return self.window_end is not None and self.window_end - self.window < step <= self.window_end
+
+    def record(self, step: int) -> None:
+        theta = torch.cat([p.detach().reshape(-1) for p in self.source.params])
+        position = step - (self.window_end - self.window) - 1
+        self.projections[position] = (self.vectors @ theta).double()
+        if self.predicts and position in self.noise_positions:
+            self.noise_sum += self._noise_variance(self._noise_covariance_times(self.vectors))
+            self.noise_count += 1
+
+    def _noise_variance(self, cv: torch.Tensor) -> np.ndarray:
+        """Per-step batch-noise variance along each direction: diag(Vᵀ C V) × `batch_factor`."""
+        return (self.vectors.double() * cv.T).sum(1).cpu().numpy() * self.batch_factor
+
+    # ------------------------------------------------------------------ measurements
+    def compute(self, step: int) -> Optional[Measurement]:
+        out = Measurement()
+        ended = step == self.window_end
+        if ended:
+            self._finish_window(out)
+        if super().due(step):
+            self._measure(out)
+            if self.window and step + self.window <= self.steps:
+                self.window_end = step + self.window
+                self.projections = torch.zeros(self.window, len(self.labels), dtype=torch.float64, device=self.device)
+            elif self.predicts and not ended:  # no window follows: the prediction at this point is all there is
+                out.scalars.update({f"curvature/predicted_variance/{k}": float(v)
+                                    for k, v in zip(self.labels, self.predicted)})
+        self.last.update(out.scalars)
+        return out
+
+    def _eigenpairs(self, hvp):
+        """(eigenvalues, (k, dim) eigenvectors, labels, trace, trace s.e.): top_k descending, then
+        bottom_k ascending (all directions once when top_k + bottom_k ≥ dim)."""
+        dim, top_k, bottom_k = self.source.dim, int(self.cfg.top_k), int(self.cfg.bottom_k)
+        if self.exact:
+            # Dense Hessian of a small model from dim HVPs: every eigenpair exactly, no Lanczos tolerance.
+            h = hvp(torch.eye(dim, device=self.device)).double()
+            values, vectors = torch.linalg.eigh((h + h.T) / 2)
+            values, vectors = values.flip(0).cpu().numpy(), vectors.flip(1).T.float()
+            top_k = min(top_k, dim)
+            bottom_k = min(bottom_k, dim - top_k)
+            keep = list(range(top_k)) + list(range(dim - 1, dim - 1 - bottom_k, -1))
+            trace, trace_se = float(values.sum()), 0.0
+            return values[keep], vectors[keep], self._labels(top_k, bottom_k), trace, trace_se
+        top_k, bottom_k = min(top_k, dim - 1), min(bottom_k, dim - 1)
+        values, vectors = top_eigenpairs(hvp, dim, k=top_k, which="LA", tol=self.cfg.tol,
+                                         generator=self.generator, device=self.device)
+        if bottom_k:
+            low, low_vectors = top_eigenpairs(hvp, dim, k=bottom_k, which="SA", tol=self.cfg.tol,
+                                              generator=self.generator, device=self.device)
+            values, vectors = np.concatenate([values, low]), torch.cat([vectors, low_vectors])
+        trace, trace_se = hutchinson_trace(hvp, dim, probes=self.cfg.probes, generator=self.generator,
+                                           device=self.device)
+        return values, vectors, self._labels(top_k, bottom_k), trace, trace_se
+
+    @staticmethod
+    def _labels(top_k: int, bottom_k: int) -> List[str]:
+        return [f"top{i}" for i in range(top_k)] + [f"bottom{i}" for i in range(bottom_k)]
+
+    def _noise_covariance_times(self, vectors: torch.Tensor) -> torch.Tensor:
+        """C V for V = vectors.T (dim, k): C = 1/n Σ_i (g_i − ḡ)(g_i − ḡ)ᵀ over per-sample gradients of
+        `noise_samples` seeded samples (all N when 0 or ≥ N); one pass, never the (dim, dim) C."""
+        n = self.source.n_train
+        m = int(self.cfg.noise_samples)
+        indices = None if m == 0 or m >= n else torch.randperm(n, generator=self.generator)[:m].to(self.device)
+        v = vectors.T.double()
+        gv_sum = torch.zeros(self.source.dim, v.shape[1], dtype=torch.float64, device=self.device)
+        g_sum = torch.zeros(self.source.dim, dtype=torch.float64, device=self.device)
+        count = 0
+        for g in self.source.per_sample_grads(indices):
+            g = g.double()
+            gv_sum += g.T @ (g @ v)
+            g_sum += g.sum(0)
+            count += len(g)
+        mean = g_sum / count
+        return gv_sum / count - torch.outer(mean, mean @ v)
+
+    def _measure(self, out: Measurement) -> None:
+        hvp = loss_hvp(self.source)
+        values, vectors, labels, trace, trace_se = self._eigenpairs(hvp)
+        self.eigenvalues, self.vectors, self.labels = values, vectors.to(self.device), labels
+        cv = self._noise_covariance_times(self.vectors)
+        align = covariance_hessian_alignment(eigvecs=self.vectors.T, hessian_eigvals=values,
+                                             cov_matvec=lambda _: cv)
+        noise_var = self._noise_variance(cv)
+        self.noise_sum, self.noise_count = np.zeros(len(labels)), 0
+        s: Dict[str, float] = {"curvature/top_eigenvalue": float(values[0]), "curvature/trace": trace,
+                               "curvature/trace_se": trace_se,
+                               "curvature/alignment/proj_cosine": float(align.proj_cosine)}
+        if len(labels) >= 2:
+            s["curvature/alignment/proj_diag_pearson"] = float(align.proj_diag_pearson)
+        for label, value, nv in zip(labels, values, noise_var):
+            s[f"curvature/eigenvalue/{label}"] = float(value)
+            s[f"curvature/noise_variance/{label}"] = float(nv)
+        self.predicted = np.full(len(labels), np.nan)
+        if self.predicts:
+            c = self.cfg
+            self.predicted = sgd_stationary_variance(values + c.weight_decay, noise_var, c.lr, c.momentum, c.nesterov)
+        out.scalars.update(s)
+        out.arrays["curvature/eigenvalues"] = np.asarray(values, dtype=float)
+
+    def _finish_window(self, out: Measurement) -> None:
+        variance = self.projections.var(dim=0).cpu().numpy()
+        c = self.cfg
+        tau = relaxation_steps(self.eigenvalues + c.weight_decay, c.lr, c.momentum) if c.optimizer == "sgd" \
+            else np.full(len(variance), np.nan)
+        for label, var, t in zip(self.labels, variance, tau):
+            out.scalars[f"curvature/weight_variance/{label}"] = float(var)
+            out.scalars[f"curvature/relaxation_steps/{label}"] = float(t)
+        out.arrays.update({"curvature/window_eigenvalues": np.asarray(self.eigenvalues, dtype=float),
+                           "curvature/weight_variance": variance, "curvature/relaxation_steps": tau})
+        if self.predicts:
+            if self.noise_count:  # the prediction for the window's mean noise variance
+                self.predicted = sgd_stationary_variance(self.eigenvalues + c.weight_decay,
+                                                         self.noise_sum / self.noise_count, c.lr, c.momentum, c.nesterov)
+            out.scalars.update({f"curvature/predicted_variance/{k}": float(v) for k, v in zip(self.labels, self.predicted)})
+            ratio = variance / self.predicted
+            out.scalars.update({f"curvature/variance_ratio/{k}": float(r) for k, r in zip(self.labels, ratio)})
+            out.arrays["curvature/variance_ratio"] = ratio
+        self.window_end = None
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> Dict:
+        return {**super().state_dict(), "labels": list(self.labels),
+                "eigenvalues": torch.from_numpy(np.asarray(self.eigenvalues, dtype=np.float64)),
+                "predicted": torch.from_numpy(np.asarray(self.predicted, dtype=np.float64)),
+                "noise_sum": torch.from_numpy(np.asarray(self.noise_sum, dtype=np.float64)),
+                "noise_count": self.noise_count,
+                "vectors": self.vectors.cpu(), "projections": self.projections.cpu(),
+                "window_end": -1 if self.window_end is None else int(self.window_end)}
+
+    def load_state_dict(self, state: Dict) -> None:
+        super().load_state_dict(state)
+        self.labels = list(state["labels"])
+        self.eigenvalues, self.predicted = state["eigenvalues"].numpy(), state["predicted"].numpy()
+        self.noise_sum, self.noise_count = state["noise_sum"].numpy(), state["noise_count"]
+        self.vectors = state["vectors"].to(self.device)
+        self.projections = state["projections"].to(self.device)
+        self.window_end = None if state["window_end"] < 0 else int(state["window_end"])

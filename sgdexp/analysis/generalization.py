@@ -1,0 +1,67 @@
+"""`analysis=[generalization]`: what a sweep relates noise and hyperparameters to.
+
+Every `every` steps (and at step 0 and the end): train and test loss (and accuracy for
+classification) and their gaps (test − train loss, train − test accuracy), the distance from
+initialisation ‖θ_t − θ_0‖ and the weight norm ‖θ_t‖. Sharpness of the training loss (top Hessian
+eigenvalue by Lanczos, trace by Hutchinson, through `sgdexp.curvature`) at the end, and every
+`sharpness_every` steps when that is > 0. The last value of each key lands in summary.json, so a
+sweep's table has them per run.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+
+from sgdexp.analysis.base import Analysis, Measurement
+from sgdexp.curvature import sharpness
+
+
+class Generalization(Analysis):
+    records_weights = True
+
+    def __init__(self, cfg, source, noise_cfg, seed, steps):
+        super().__init__(cfg, source, noise_cfg, seed, steps)
+        self.initial: Optional[torch.Tensor] = None
+
+    def _theta(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.source.params]).double()
+
+    def recording(self, step: int) -> bool:
+        return step == 0
+
+    def record(self, step: int) -> None:
+        self.initial = self._theta()
+
+    def compute(self, step: int) -> Optional[Measurement]:
+        src = self.source
+        train, test = src.evaluate("train"), src.evaluate("test")
+        theta = self._theta()
+        s: Dict[str, float] = {"generalization/train_loss": train["train/loss"],
+                               "generalization/test_loss": test["test/loss"],
+                               "generalization/loss_gap": test["test/loss"] - train["train/loss"],
+                               "generalization/weight_norm": float(theta.norm())}
+        if "train/accuracy" in train:
+            s.update({"generalization/train_accuracy": train["train/accuracy"],
+                      "generalization/test_accuracy": test["test/accuracy"],
+                      "generalization/accuracy_gap": train["train/accuracy"] - test["test/accuracy"]})
+        if self.initial is not None:
+            s["generalization/distance_from_init"] = float((theta - self.initial.to(theta.device)).norm())
+        every = int(self.cfg.sharpness_every)
+        if step == self.steps or (every > 0 and step % every == 0):
+            sharp = sharpness(src, k=1, probes=self.cfg.probes, tol=self.cfg.tol, generator=self.generator)
+            s.update({"generalization/top_eigenvalue": sharp["top_eigenvalue"],
+                      "generalization/trace": sharp["trace"], "generalization/trace_se": sharp["trace_se"]})
+        self.last.update(s)
+        return Measurement(s)
+
+    def state_dict(self) -> Dict:
+        state = super().state_dict()
+        if self.initial is not None:
+            state["initial"] = self.initial.cpu()
+        return state
+
+    def load_state_dict(self, state: Dict) -> None:
+        super().load_state_dict(state)
+        if "initial" in state:
+            self.initial = state["initial"].to(self.source.params[0].device)

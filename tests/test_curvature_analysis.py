@@ -1,0 +1,131 @@
+"""`analysis=[curvature]` and `analysis=[generalization]`: against known answers, and they never
+change the training.
+
+The stationary-variance checks run SGD on linear regression with a chosen Hessian spectrum
+(`dataset=linear_gaussian`), where the uncorrelated-noise prediction is exact for small η."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import kill_after_checkpoint, train_run
+from sgdexp.tracking import read_metrics
+
+
+def linear_run(tmp_path, sampler: str, momentum: float, lr: float, burn_in: int, window: int, extra=()) -> dict:
+    """Linear regression (bias off: the Hessian is 2Σ exactly) measured once after `burn_in` steps
+    over a window of `window` updates; every eigendirection (dense Hessian). Returns summary.json."""
+    overrides = ["dataset=linear_gaussian", "model=linear", "model.bias=false", "noise.batch_size=16",
+                 f"noise.sampler={sampler}", f"optimizer.lr={lr}", f"optimizer.momentum={momentum}",
+                 "analysis=[curvature]", f"analysis.curvature.start={burn_in}",
+                 f"analysis.curvature.every={window + 1}", f"analysis.curvature.window={window}",
+                 "analysis.curvature.top_k=64", "analysis.curvature.noise_samples=0",
+                 f"trainer.steps={burn_in + window}", "trainer.eval_every=0", "trainer.log_every=1000",
+                 "trainer.checkpoint_every=0", *extra]
+    return train_run(tmp_path / f"{sampler}-{momentum}", overrides)
+
+
+def directions(summary: dict):
+    """(eigenvalue, relaxation steps, measured/predicted ratio) per direction, as arrays."""
+    labels = sorted({k.rsplit("/", 1)[1] for k in summary if k.startswith("curvature/variance_ratio/")},
+                    key=lambda label: int(label[3:]))  # top0, top1, ...: eigenvalues descending
+    get = lambda key: np.array([summary[f"curvature/{key}/{label}"] for label in labels])  # noqa: E731
+    return get("eigenvalue"), get("relaxation_steps"), get("variance_ratio")
+
+
+def variance_rel_se(tau: np.ndarray, window: int) -> np.ndarray:
+    """Relative standard error of the sample variance of an AR(1) series with relaxation time τ over
+    `window` steps: √(2(1+ρ²)/(T(1−ρ²))), ρ = 1 − 1/τ (momentum: τ its slow mode's, an approximation)."""
+    rho = np.clip(1 - 1 / tau, 0, 1 - 1e-12)
+    return np.sqrt(2 * (1 + rho**2) / (window * (1 - rho**2)))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_replacement_variance_matches_uncorrelated_prediction(tmp_path, momentum):
+    # κ = 4 over 8 directions: ηλ from 0.8 to 0.2 (relaxation 1.25 to 5 steps)
+    window = 5000
+    summary = linear_run(tmp_path, "replacement", momentum, 0.4 * (1 - momentum), 200, window,
+                         ["dataset.dim=8", "dataset.condition_number=4", "analysis.curvature.noise_points=20"])
+    lam, tau, ratio = directions(summary)
+    assert len(lam) == 8 and np.all(np.isfinite(ratio))
+    fast = variance_rel_se(tau, window) < 1 / 30  # 10% is ≥ 3 standard errors of the measured variance
+    assert fast.sum() >= 3
+    assert np.allclose(ratio[fast], 1.0, atol=0.1), (tau, ratio)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_epoch_sampling_shrinks_variance_along_slow_directions(tmp_path, momentum):
+    # κ = 1000 over 16 directions: relaxation 2.6 to 2800 steps at N/B = 32 steps per epoch
+    window, burn_in, epoch = 30_000, 8_000, 512 // 16
+    lr = 0.2 * (1 - momentum)
+    extra = ["dataset.n_train=512", "dataset.condition_number=1000", "analysis.curvature.noise_points=20"]
+    lam, tau, ratio = directions(linear_run(tmp_path, "epoch", momentum, lr, burn_in, window, extra))
+    _, tau_r, ratio_r = directions(linear_run(tmp_path, "replacement", momentum, lr, burn_in, window, extra))
+    print("relaxation steps / ratio epoch / ratio replacement:")
+    for t, r, rr in zip(tau, ratio, ratio_r):
+        print(f"  {t:8.1f} ({t / epoch:6.2f} epochs)  {r:8.4f}  {rr:8.4f}")
+    fast_r = variance_rel_se(tau_r, window) < 1 / 30
+    assert fast_r.sum() >= 2 and np.allclose(ratio_r[fast_r], 1.0, atol=0.1)
+    fast = tau < epoch / 10  # relaxes within a tenth of an epoch
+    assert fast.sum() >= 1 and np.allclose(ratio[fast], 1.0, atol=0.2)
+    slow = (tau > 10 * epoch) & (tau < window / 10)  # tens of epochs, yet many relaxations in the window
+    assert slow.sum() >= 2 and np.all(ratio[slow] < 0.1)
+
+
+SHORT = ["model.widths=[16]", "dataset.subset=256", "trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10",
+         "trainer.checkpoint_every=20"]
+ANALYSED = ["analysis=[curvature,generalization]", "analysis.curvature.every=15", "analysis.curvature.tol=0.001",
+            "analysis.curvature.window=8", "analysis.curvature.top_k=2", "analysis.curvature.bottom_k=1",
+            "analysis.curvature.probes=6", "analysis.curvature.noise_samples=64", "analysis.curvature.exact_below=0",
+            "analysis.generalization.every=20", "analysis.generalization.probes=6", "analysis.generalization.tol=0.001"]
+
+
+def test_analyses_write_summary_and_do_not_change_training(tmp_path):
+    train_run(tmp_path / "plain", SHORT)
+    summary = train_run(tmp_path / "analysed", SHORT + ANALYSED)
+    # evaluated rows (the analysed run logs more rows, so its mean batch losses cover other steps)
+    keep = ("step", "train/loss", "train/accuracy", "test/", "gap/")
+    strip = lambda rows: [{k: v for k, v in r.items() if k.startswith(keep)} for r in rows if "test/loss" in r]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "plain" / "metrics.jsonl")) == strip(read_metrics(tmp_path / "analysed" / "metrics.jsonl"))
+    for key in ("curvature/top_eigenvalue", "curvature/trace", "curvature/eigenvalue/bottom0",
+                "curvature/alignment/proj_cosine", "curvature/weight_variance/top0", "curvature/relaxation_steps/top1",
+                "generalization/top_eigenvalue", "generalization/trace", "generalization/distance_from_init",
+                "generalization/weight_norm", "generalization/accuracy_gap", "generalization/loss_gap"):
+        assert np.isfinite(summary[key]), key
+    assert summary["curvature/top_eigenvalue"] >= summary["curvature/eigenvalue/top1"] > summary["curvature/eigenvalue/bottom0"]
+    assert summary["generalization/test_loss"] == pytest.approx(summary["test/loss"])
+    assert summary["generalization/accuracy_gap"] == pytest.approx(summary["gap/accuracy"])
+    assert summary["generalization/top_eigenvalue"] == pytest.approx(summary["curvature/top_eigenvalue"], rel=2e-2)
+    # measurements at 0, 15, 30 and 40 (the end); their windows end at 8, 23 and 38 (40 + 8 is past the run)
+    rows = read_metrics(tmp_path / "analysed" / "metrics.jsonl")
+    assert [r["step"] for r in rows if "curvature/weight_variance/top0" in r] == [8, 23, 38]
+
+
+def test_resume_inside_a_curvature_window_equals_uninterrupted(tmp_path, monkeypatch):
+    overrides = SHORT + ANALYSED + ["analysis.curvature.every=18", "trainer.checkpoint_every=22"]
+    train_run(tmp_path / "full", overrides)
+    kill_after_checkpoint(tmp_path / "killed", overrides, monkeypatch, last_checkpoint=22)  # window 19..26 open
+    train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
+    for name in ("metrics.jsonl", "arrays.jsonl"):
+        assert read_metrics(tmp_path / "killed" / name) == read_metrics(tmp_path / "full" / name)
+
+
+def test_overlapping_windows_are_a_config_error(tmp_path):
+    from sgdexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="analysis.curvature.window"):
+        train_run(tmp_path, SHORT + ["analysis=[curvature]", "analysis.curvature.every=10", "analysis.curvature.window=10"])
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_linear_summary_has_prediction_keys(tmp_path):
+    summary = linear_run(tmp_path, "epoch", 0.0, 0.2, 10, 30, ["dataset.dim=4"])
+    lam, tau, ratio = directions(summary)
+    assert len(ratio) == 4 and np.all(lam > 0) and np.allclose(tau, 1 / (0.2 * lam))
+    predicted = np.array([summary[f"curvature/predicted_variance/top{i}"] for i in range(4)])
+    measured = np.array([summary[f"curvature/weight_variance/top{i}"] for i in range(4)])
+    assert np.allclose(ratio, measured / predicted)  # the window's prediction, not the end's single point
+    json.dumps(summary)

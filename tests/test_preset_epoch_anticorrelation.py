@@ -1,0 +1,51 @@
+"""The epoch_anticorrelation preset (Kühn & Rosenow): both scales compose and every job validates; a
+tiny version of the small sweep runs from the command line and reports its keys."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import CONF, cli
+from sgdexp.config import compose_config, presets_as_choices, register_configs, validate
+
+PRESET = "+experiment=epoch_anticorrelation"
+
+
+def sweep_of(overrides):
+    register_configs()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=presets_as_choices(overrides), return_hydra_config=True)
+    return cfg.hydra.mode, {k: str(v) for k, v in cfg.hydra.sweeper.params.items()}
+
+
+@pytest.mark.parametrize("scale,dataset,model", [("small", "linear_gaussian", "linear"), ("paper", "mnist", "cnn")])
+def test_both_scales_compose_and_every_job_validates(scale, dataset, model):
+    mode, params = sweep_of([PRESET, f"scale={scale}"])
+    assert str(mode) == "RunMode.MULTIRUN"
+    assert params["noise.sampler"] == "epoch,replacement" and params["optimizer.momentum"] == "0.0,0.9"
+    jobs = list(itertools.product(*(v.split(",") for v in params.values())))
+    assert len(jobs) == 4
+    for combo in jobs:
+        cfg = compose_config([PRESET, f"scale={scale}"] + [f"{k}={v}" for k, v in zip(params, combo)])
+        validate(cfg)
+        assert cfg.dataset.name == dataset and cfg.model.name == model and cfg.noise.name == "sgd"
+        assert sorted(cfg.analysis) == ["curvature", "noise_memory"]
+        assert cfg.analysis.curvature.momentum == cfg.optimizer.momentum  # the prediction's optimizer is the run's
+
+
+def test_small_sweep_runs_at_a_tiny_size(tmp_cwd):
+    proc = cli([PRESET, "hydra.sweep.dir=sweep", "trainer.steps=300", "trainer.eval_every=100",
+                "analysis.curvature.start=100", "analysis.curvature.every=151", "analysis.curvature.window=150",
+                "analysis.noise_memory.start=100", "analysis.noise_memory.window=128", "analysis.noise_memory.every=1000",
+                "logger=none", "device=cpu", "trainer.progress=false"], cwd=tmp_cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((tmp_cwd / "sweep").glob("[0-9]"))
+    assert len(jobs) == 4
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["status"] == "completed"
+        for key in ("curvature/variance_ratio/top0", "curvature/relaxation_steps/top15", "noise_memory/autocorrelation_lag1"):
+            assert key in summary, key
