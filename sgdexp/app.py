@@ -30,10 +30,24 @@ def run(cfg: DictConfig) -> float:
     except ConfigError as err:
         # A user mistake: one line, no traceback, non-zero exit, nothing written by the task.
         print(f"sgdexp: error: {err}", file=sys.stderr)
+        _remove_if_unused(output_dir())
         sys.exit(2)
     except StorageError as err:
         print(f"sgdexp: error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def _remove_if_unused(out_dir: Path) -> None:
+    """A refused run leaves no directory behind: Hydra made it and its log file before the task ran;
+    remove it when that log (and .hydra/) is all it holds: a directory with a run in it is left alone."""
+    import shutil
+
+    ours = {f"{HydraConfig.get().job.name}.log", ".hydra"}  # Hydra's log, and .hydra/ from `save_hydra_files`
+    try:
+        if {p.name for p in out_dir.iterdir()} <= ours:
+            shutil.rmtree(out_dir)
+    except OSError:
+        pass
 
 
 def save_hydra_files(cfg: DictConfig, out_dir: Path) -> None:
