@@ -46,7 +46,7 @@ def cli() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     # conf/hydra/launcher/submitit_slurm.yaml sets sgdexp's SLURM defaults over the plugin's schema of
     # the same name, which Hydra accepts with a deprecation warning on every run: not the user's concern.
-    warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name")
+    warnings.filterwarnings("ignore", message=r"\s*.hydra/launcher/\w+. is validated against ConfigStore schema")
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
     try:
