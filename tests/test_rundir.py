@@ -204,3 +204,59 @@ def test_offline_download_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch
             load_dataset(cfg, torch.device("cpu"))
         assert "\n" not in str(err.value)
         assert not root.exists()
+
+
+# ----------------------------------------------------------------------------- the command line
+def one_line_error(proc) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and len(lines) == 1 and lines[0].startswith("sgdexp: error: "), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    return lines[0]
+
+
+def test_cli_refused_resume_is_one_line_and_changes_nothing(finished, tmp_path):
+    from conftest import FAST, cli
+
+    run = copy_of(finished, tmp_path)
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text("optimizer:\n  lr: 0.1\n")
+    (run / "sgdexp.log").write_text("the first run's log\n")
+    before = snapshot(run)
+    line = one_line_error(cli(FAST + SHORT + ["trainer.resume=true", "optimizer.lr=0.3", "hydra.run.dir=run"],
+                              cwd=tmp_path))
+    assert "optimizer.lr: 0.1 in the checkpoint, 0.3 now" in line
+    assert snapshot(run) == before
+
+
+def test_cli_unknown_key_and_slurm_without_srun(tmp_cwd):
+    from conftest import cli
+
+    line = one_line_error(cli(["optimizer.lrr=0.1", "logger=none"], cwd=tmp_cwd))
+    assert "optimizer.lrr=0.1 is not allowed: did you mean optimizer.lr" in line
+    env_path = os.environ["PATH"]
+    try:
+        os.environ["PATH"] = os.path.dirname(sys.executable)  # python, but no srun or sbatch
+        line = one_line_error(cli(["-m", "seed=0,1", "hydra/launcher=submitit_slurm", "logger=none"], cwd=tmp_cwd))
+    finally:
+        os.environ["PATH"] = env_path
+    assert "SLURM is not available here" in line
+    assert list(tmp_cwd.iterdir()) == []  # no sweep directory, no outputs
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["optimizer.lrr=0.1"], "optimizer.lrr=0.1 is not allowed: did you mean optimizer.lr"),
+    (["noise.hurst=0.7"], "noise.hurst=0.7 is not allowed: noise.hurst belongs to noise=gd_fbm (this run has noise=sgd)"),
+    (["noise=gd_white", "noise.alpha=1.5"], "noise.alpha belongs to noise=gd_levy (this run has noise=gd_white)"),
+    (["analysis.noise_stats.every=5"], "belongs to analysis=[noise_stats]"),
+    (["trainer.steps=abc"], "trainer.steps='abc' is not allowed: Value 'abc' of type 'str' could not be converted"),
+])
+def test_composition_errors_become_one_line(overrides, needle):
+    from hydra.errors import ConfigCompositionException
+
+    from sgdexp.cli_checks import composition_error_line
+    from sgdexp.config import compose_config, conf_dir
+
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config(overrides)
+    line = composition_error_line(err.value, overrides, conf_dir())
+    assert needle in line and "\n" not in line
