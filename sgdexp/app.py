@@ -46,6 +46,11 @@ def _remove_if_unused(out_dir: Path) -> None:
     try:
         if {p.name for p in out_dir.iterdir()} <= ours:
             shutil.rmtree(out_dir)
+            cwd = Path.cwd().resolve()
+            for parent in out_dir.resolve().parents:  # outputs/<date>/ that Hydra made for it, if now empty
+                if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+                    break
+                parent.rmdir()
     except OSError:
         pass
 
