@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ["device=cpu", "logger=none", "trainer.progress=false", "trainer.steps=120", "trainer.log_every=5",
-       "trainer.eval_every=20", "trainer.checkpoint_every=25", "analysis=[noise_stats]",
-       "analysis.noise_stats.every=40", "analysis.noise_stats.batches=16", "analysis.noise_stats.params=100"]
+RUN = ["device=cpu", "logger=none", "trainer.progress=false", "trainer.steps=60", "trainer.log_every=5",
+       "trainer.eval_every=10", "trainer.checkpoint_every=15", "analysis=[noise_stats]",
+       "analysis.noise_stats.every=20", "analysis.noise_stats.batches=8", "analysis.noise_stats.params=50"]
 MOMENTS = ("step", "evaluate", "analysis", "checkpoint")
 
 
@@ -176,7 +176,7 @@ def kill_step(args: List[str], cwd: Path, rng: random.Random) -> bool:
     run = cwd / args[-1].split("=", 1)[1]
     cmd = [sys.executable, "-m", "sgdexp", *args]
     proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = rng.randint(1, 20)
+    target = rng.randint(1, 10)
     while proc.poll() is None and len(rows(run / "metrics.jsonl")) < target:
         time.sleep(0.02)
     time.sleep(rng.uniform(0.0, 0.3))
@@ -218,7 +218,7 @@ def faults(work: Path, log: Callable[[str], None]) -> Tuple[int, int]:
     wandb_run = [a for a in RUN if a != "logger=none"] + ["logger=wandb", "logger.log_checkpoint=false"]
     injected = kept = 0
     cases = [("wandb_raises", 5, wandb_run), ("wandb_unwritable", 0, wandb_run),
-             ("disk_metrics", 12, RUN), ("disk_checkpoint", 3, RUN), ("disk_summary", 1, RUN)]
+             ("disk_metrics", 8, RUN), ("disk_checkpoint", 2, RUN), ("disk_summary", 1, RUN)]
     for moment, k, base in cases:
         run = work / f"fault_{moment}"
         if moment == "wandb_unwritable":
@@ -254,7 +254,7 @@ def jobs(work: Path, log: Callable[[str], None], n: int = 8) -> Tuple[int, int]:
     """n jobs at once through joblib, W&B offline and compiled samplers on: no shared directory collides."""
     sweep = work / "sweep"
     args = ["-m", f"seed={','.join(map(str, range(n)))}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n}",
-            f"hydra.sweep.dir={sweep}", "device=cpu", "trainer.progress=false", "trainer.steps=30",
+            f"hydra.sweep.dir={sweep}", "device=cpu", "trainer.progress=false", "trainer.steps=20",
             "trainer.eval_every=10", "noise=gd_white", "noise.sigma=0.01", "trainer.compile=true",
             "logger=wandb", "logger.log_checkpoint=false"]
     proc = subprocess.run([sys.executable, "-m", "sgdexp", *args], cwd=work, env=_env(), capture_output=True,

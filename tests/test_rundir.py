@@ -260,3 +260,12 @@ def test_composition_errors_become_one_line(overrides, needle):
         compose_config(overrides)
     line = composition_error_line(err.value, overrides, conf_dir())
     assert needle in line and "\n" not in line
+
+
+def test_no_config_value_reaches_eval_exec_import_or_instantiate():
+    root = Path(__file__).resolve().parents[1]
+    code = "\n".join(p.read_text() for p in (root / "sgdexp").rglob("*.py"))
+    for needle in ("instantiate(", "eval(", "exec(", "import_module(", "__import__(", "pickle.load("):
+        assert needle not in code.replace("literal_eval(", ""), needle
+    configs = [p for p in (root / "conf").rglob("*.yaml") if "hydra" not in p.relative_to(root / "conf").parts]
+    assert configs and not [p for p in configs if "_target_" in p.read_text()]
