@@ -76,7 +76,7 @@ def unknown_key_line(key: str, value: str, cfg: DictConfig, conf_dir) -> str:
             now = f" (this run has {group}={chosen_name})" if chosen_name else ""
             return f"{key}={value} is not allowed: {key} belongs to {choice}{now}; choose it first"
     known = {k for k in _flat_keys(OmegaConf.to_container(cfg)) if k.count(".") == key.count(".")}
-    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.8)
     hint = f"did you mean {' or '.join(close)}?" if close else f"no key of that name (see `python -m sgdexp --cfg job`)"
     return f"{key}={value} is not allowed: {hint}"
 
