@@ -187,28 +187,35 @@ def kill_step(args: List[str], cwd: Path, rng: random.Random) -> bool:
     return True
 
 
-def kills(n: int, work: Path, rng: random.Random, log: Callable[[str], None]) -> Tuple[int, int, int]:
-    reference = work / "reference"
-    tried = identical = corrupt = 0
-    for i in range(n):
-        moment = MOMENTS[i % len(MOMENTS)]
-        run = work / f"kill{i:02d}"
-        args = RUN + [f"hydra.run.dir={run}"]
-        if moment == "step":
-            killed = kill_step(args, work, rng)
-        else:
-            k = {"evaluate": rng.randint(2, 12), "analysis": rng.randint(2, 4), "checkpoint": rng.randint(1, 4)}[moment]
-            proc = run_cli(args, work, moment, k)
-            killed = proc.returncode == -signal.SIGKILL
-        tried += 1
-        ok_checkpoint = checkpoint_ok(run)
-        corrupt += not ok_checkpoint
-        resumed = run_cli(args + ["trainer.resume=true"], work)
-        same, why = same_record(run, reference) if resumed.returncode == 0 else (False, resumed.stderr[-300:])
-        identical += same
-        log(f"  kill {i:2d} during {moment:10s} killed={killed!s:5s} checkpoint readable={ok_checkpoint!s:5s} "
-            f"resume identical={same}{' (' + why + ')' if why else ''}")
-    return tried, identical, corrupt
+def kill_and_resume(i: int, work: Path, seed: int) -> Tuple[bool, bool, str]:
+    """Run i: killed at moment MOMENTS[i % 4], then resumed. (checkpoint readable, record identical, line)."""
+    rng = random.Random(seed * 1000 + i)
+    moment = MOMENTS[i % len(MOMENTS)]
+    run = work / f"kill{i:02d}"
+    args = RUN + [f"hydra.run.dir={run}"]
+    if moment == "step":
+        killed = kill_step(args, work, rng)
+    else:
+        k = {"evaluate": rng.randint(2, 12), "analysis": rng.randint(2, 4), "checkpoint": rng.randint(1, 4)}[moment]
+        killed = run_cli(args, work, moment, k).returncode == -signal.SIGKILL
+    ok_checkpoint = checkpoint_ok(run)
+    resumed = run_cli(args + ["trainer.resume=true"], work)
+    same, why = same_record(run, work / "reference") if resumed.returncode == 0 else (False, resumed.stderr[-300:])
+    return ok_checkpoint, same, (f"  kill {i:2d} during {moment:10s} killed={killed!s:5s} checkpoint readable="
+                                 f"{ok_checkpoint!s:5s} resume identical={same}{' (' + why + ')' if why else ''}")
+
+
+def kills(n: int, work: Path, seed: int, log: Callable[[str], None], workers: int = 4) -> Tuple[int, int, int]:
+    """n runs killed and resumed, `workers` at a time (each a pair of subprocesses)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    identical = corrupt = 0
+    with ThreadPoolExecutor(workers) as pool:
+        for ok_checkpoint, same, line in pool.map(lambda i: kill_and_resume(i, work, seed), range(n)):
+            corrupt += not ok_checkpoint
+            identical += same
+            log(line)
+    return n, identical, corrupt
 
 
 def faults(work: Path, log: Callable[[str], None]) -> Tuple[int, int]:
@@ -327,11 +334,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="8 kills instead of --kills")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=4, help="killed runs in flight at once")
     parser.add_argument("--only", default="kills,faults,jobs,inputs")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
-    rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="sgdexp-faults-"))
     log = lambda line: print(line, flush=True)  # noqa: E731
     figures, ok = [], True
@@ -344,7 +351,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             log(proc.stderr[-3000:])
             return 1
         if "kills" in only:
-            tried, identical, corrupt = kills(8 if args.quick else args.kills, work, rng, log)
+            tried, identical, corrupt = kills(8 if args.quick else args.kills, work, args.seed, log, args.workers)
             figures.append(f"kills tried / identical resumes / corrupt checkpoints: {tried} / {identical} / {corrupt}")
             ok &= identical == tried and corrupt == 0
         if "faults" in only:
