@@ -1,6 +1,8 @@
 """`python -m sgdexp [overrides]`: compose the config with Hydra and run the chosen task."""
+import os
 import re
 import sys
+import warnings
 
 import hydra
 from omegaconf import DictConfig
@@ -33,8 +35,26 @@ def main(cfg: DictConfig) -> float:
 def cli() -> None:
     sys.argv[1:] = presets_as_choices(sys.argv[1:])
     check_group_choices(sys.argv[1:])
+    from sgdexp.cli_checks import check_launcher
+
+    problem = check_launcher(sys.argv[1:])
+    if problem:
+        sys.exit(f"sgdexp: error: {problem}")
     register_configs()
-    main()
+    # Hydra prints its composition errors over several lines and exits; let them reach us instead,
+    # so that an unknown key or a bad value is one line (sgdexp.cli_checks).
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    # conf/hydra/launcher/submitit_slurm.yaml sets sgdexp's SLURM defaults over the plugin's schema of
+    # the same name, which Hydra accepts with a deprecation warning on every run: not the user's concern.
+    warnings.filterwarnings("ignore", message=r"\s*.hydra/launcher/\w+. is validated against ConfigStore schema")
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    try:
+        main()
+    except (ConfigCompositionException, OverrideParseException) as err:
+        from sgdexp.cli_checks import composition_error_line
+
+        sys.exit(f"sgdexp: error: {composition_error_line(err, sys.argv[1:], CONF)}")
 
 
 if __name__ == "__main__":

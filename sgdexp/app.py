@@ -7,7 +7,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sgdexp.errors import ConfigError
+from sgdexp.errors import ConfigError, StorageError
 
 
 def output_dir() -> Path:
@@ -26,8 +26,44 @@ def run(cfg: DictConfig) -> float:
     from sgdexp.tasks import run_task
 
     try:
-        return run_task(cfg, output_dir(), group=sweep_name())
+        return run_task(cfg, output_dir(), group=sweep_name(), on_claim=lambda run_dir: save_hydra_files(cfg, run_dir.path))
     except ConfigError as err:
         # A user mistake: one line, no traceback, non-zero exit, nothing written by the task.
         print(f"sgdexp: error: {err}", file=sys.stderr)
+        _remove_if_unused(output_dir())
         sys.exit(2)
+    except StorageError as err:
+        print(f"sgdexp: error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _remove_if_unused(out_dir: Path) -> None:
+    """A refused run leaves no directory behind: Hydra made it and its log file before the task ran;
+    remove it when that log (and .hydra/) is all it holds: a directory with a run in it is left alone."""
+    import shutil
+
+    ours = {f"{HydraConfig.get().job.name}.log", ".hydra"}  # Hydra's log, and .hydra/ from `save_hydra_files`
+    try:
+        if {p.name for p in out_dir.iterdir()} <= ours:
+            shutil.rmtree(out_dir)
+            cwd = Path.cwd().resolve()
+            for parent in out_dir.resolve().parents:  # outputs/<date>/ that Hydra made for it, if now empty
+                if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+                    break
+                parent.rmdir()
+    except OSError:
+        pass
+
+
+def save_hydra_files(cfg: DictConfig, out_dir: Path) -> None:
+    """`.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml`, as Hydra writes them, but only once the
+    run owns its directory and its resume passed the guard (`hydra.output_subdir: null` keeps Hydra
+    from writing them first, which overwrote the record of a run that was then refused)."""
+    from omegaconf import OmegaConf
+
+    hc = HydraConfig.get()
+    folder = out_dir / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, folder / "config.yaml", resolve=False)
+    OmegaConf.save(OmegaConf.create({"hydra": hc}), folder / "hydra.yaml", resolve=False)
+    OmegaConf.save(OmegaConf.create(list(hc.overrides.task)), folder / "overrides.yaml")

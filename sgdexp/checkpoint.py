@@ -14,7 +14,11 @@ def save_checkpoint(out_dir: Path, state: Dict[str, Any]) -> Path:
     path = Path(out_dir) / LAST
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
+    try:
+        torch.save(state, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half file beside the intact last one
+        raise
     os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
     return path
 

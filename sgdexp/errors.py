@@ -10,3 +10,8 @@ class ConfigError(ValueError):
     def __init__(self, key: str, value, allowed: str):
         self.key, self.value, self.allowed = key, value, allowed
         super().__init__(f"{key}={value!r} is not allowed: {allowed}")
+
+
+class StorageError(RuntimeError):
+    """The run directory stopped accepting writes (disk full, read-only, gone): the run stops with
+    `status: failed`; the message says where, why, and that what was written before is intact."""

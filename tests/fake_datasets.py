@@ -35,7 +35,12 @@ def write_cifar(root: Path, name: str = "cifar10", n_per_file: int = 20, seed: i
     out = Path(root) / folder
     out.mkdir(parents=True, exist_ok=True)
     for f in files:
-        batch = {b"data": rng.integers(0, 256, (n_per_file, 3072), dtype=np.uint8),
-                 key: list(np.arange(n_per_file) % classes)}
+        # The keys and types of the real batches: bytes keys, labels as a list of Python ints, a bytes
+        # batch label and bytes file names (CIFAR-100 also has coarse labels).
+        batch = {b"batch_label": f"{f} of {name}".encode(), b"data": rng.integers(0, 256, (n_per_file, 3072), dtype=np.uint8),
+                 key: [int(i) % classes for i in range(n_per_file)],
+                 b"filenames": [f"img_{i:05d}.png".encode() for i in range(n_per_file)]}
+        if name == "cifar100":
+            batch[b"coarse_labels"] = [int(i) % 20 for i in range(n_per_file)]
         with open(out / f, "wb") as fh:
             pickle.dump(batch, fh, protocol=2)

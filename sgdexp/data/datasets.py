@@ -7,9 +7,11 @@ vectors) and moves everything to the device once.
 from __future__ import annotations
 
 import pickle
+import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Callable, Iterator, List, Tuple
 
 import numpy as np
 import torch
@@ -160,6 +162,23 @@ def _require(root: Path, files: List[Path], name: str) -> None:
         )
 
 
+@contextmanager
+def _downloading(root: Path, name: str) -> Iterator[None]:
+    """torchvision's download without a network is an 85-line traceback and an empty folder left
+    behind: turn it into one line, and remove what the attempt made (only folders that were not there)."""
+    made = next((p for p in [root, *root.parents][::-1] if not p.exists()), None)
+    before = set(root.iterdir()) if made is None else set()
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - URLError, RuntimeError("Error downloading ..."), checksum errors
+        for path in [made] if made is not None else set(root.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError("dataset.download", True,
+                          f"a reachable network: downloading {name} failed: {reason[:200]}; put the files "
+                          f"under dataset.root={root} yourself and set dataset.download=false") from None
+
+
 def _mnist_like(cls_name: str, name: str) -> Callable[[DictConfig], Dataset]:
     def load(cfg: DictConfig) -> Dataset:
         import torchvision.datasets as tvd
@@ -169,7 +188,8 @@ def _mnist_like(cls_name: str, name: str) -> Callable[[DictConfig], Dataset]:
         if not cfg.download:  # torchvision's own message names no file; ours names each
             raw = Path(cls.__name__) / "raw"
             _require(root, [raw / Path(url).name.removesuffix(".gz") for url, _ in cls.resources], name)
-        parts = [cls(str(root), train=train, download=cfg.download) for train in (True, False)]
+        with _downloading(root, name):
+            parts = [cls(str(root), train=train, download=cfg.download) for train in (True, False)]
         (xtr, ytr), (xte, yte) = [(p.data[:, None].float(), p.targets.long()) for p in parts]
         return Dataset(name, xtr, ytr, xte, yte, len(parts[0].classes), "classification")
 
@@ -187,14 +207,53 @@ _CIFAR = {
 }
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles, and `pickle.load` runs whatever a crafted file names. This one admits
+    only the globals a CIFAR batch holds (dicts, lists, bytes and numpy arrays: the array
+    reconstructor, ndarray, dtype, numpy scalars, and `_codecs.encode`, which protocol 2 uses for
+    bytes); any other global is refused before it is imported, so no code from the file runs."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    }
+
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise ConfigError("dataset.root", str(self.path.parent),
+                              f"CIFAR files holding only arrays, lists and bytes: {self.path.name} asks for "
+                              f"{module}.{name} (refused, nothing from it was run)")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path) -> dict:
+    """One CIFAR batch through the restricted unpickler; a file that is not one is a one-line error."""
+    try:
+        with open(path, "rb") as f:
+            batch = _CifarUnpickler(f, path).load()
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - truncated or foreign file
+        raise ConfigError("dataset.root", str(path.parent), f"CIFAR batches in python format: {path.name} "
+                                                            f"cannot be read ({type(err).__name__})") from None
+    if not isinstance(batch, dict):
+        raise ConfigError("dataset.root", str(path.parent), f"CIFAR batches (dicts): {path.name} holds a "
+                                                            f"{type(batch).__name__}")
+    return batch
+
+
 def _cifar(name: str) -> Callable[[DictConfig], Dataset]:
     cls_name, folder, train_files, test_files, label_key, classes = _CIFAR[name]
 
     def read(paths: List[Path]) -> Tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
         for path in paths:
-            with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
+            batch = _read_cifar_batch(path)
             xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(batch[label_key], dtype=np.int64))
         return torch.from_numpy(np.concatenate(xs)).float(), torch.from_numpy(np.concatenate(ys))
@@ -204,7 +263,8 @@ def _cifar(name: str) -> Callable[[DictConfig], Dataset]:
         if cfg.download:
             import torchvision.datasets as tvd
 
-            getattr(tvd, cls_name)(str(root), train=True, download=True)
+            with _downloading(root, name):
+                getattr(tvd, cls_name)(str(root), train=True, download=True)
         _require(root, [Path(folder) / f for f in train_files + test_files], name)
         xtr, ytr = read([root / folder / f for f in train_files])
         xte, yte = read([root / folder / f for f in test_files])

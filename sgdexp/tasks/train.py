@@ -12,7 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sgdexp.analysis import Analysis, build_analyses
-from sgdexp.checkpoint import LAST, load_checkpoint, save_checkpoint
+from sgdexp.checkpoint import LAST, save_checkpoint
+from sgdexp.errors import StorageError
+from sgdexp.rundir import load_checkpoint_checked
 from sgdexp.schedules import lr_factor_fn
 from sgdexp.tasks import TASKS
 from sgdexp.tasks.setup import Setup, build_setup
@@ -33,7 +35,10 @@ class Training:
         self.setup: Setup = build_setup(cfg)  # every ConfigError is raised here, before anything is written
         self.analyses: List[Analysis] = build_analyses(cfg, self.setup.source)
         self.start, self.wall_before = 0, 0.0
-        state = load_checkpoint(self.out_dir, map_location=self.setup.device) if cfg.trainer.resume else None
+        last = self.out_dir / LAST
+        # The model's shapes are checked against the checkpoint's (one line, not load_state_dict's screenful).
+        state = (load_checkpoint_checked(last, self.setup.model, map_location=self.setup.device)
+                 if cfg.trainer.resume and last.exists() else None)
         if state is not None:
             self._restore(state)
             log.info("Resuming from step %d of %s", self.start, self.out_dir)
@@ -41,6 +46,7 @@ class Training:
             log.info("No checkpoint in %s: starting from step 0", self.out_dir)
         self.tracker = Tracker(cfg, self.out_dir, group=group, resume_step=self.start if state is not None else None)
         self.last_eval: Dict[str, float] = {}
+        self.logged_step = self.start
         self.t0 = time.perf_counter()
 
     # ------------------------------------------------------------------ state
@@ -62,8 +68,7 @@ class Training:
         })
 
     def _restore(self, state: Dict[str, Any]) -> None:
-        s = self.setup
-        s.model.load_state_dict(state["model"])
+        s = self.setup  # the model's state is loaded by load_checkpoint_checked
         s.optimizer.load_state_dict(state["optimizer"])
         s.noise.load_state_dict(state["noise"])
         for a in self.analyses:
@@ -109,9 +114,15 @@ class Training:
             summary.update(status=status, step=step, **self.setup.noise.metrics())  # the mode's last statistics
             if status == "diverged":
                 summary["diverged_step"] = step
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or submitit's requeue on preemption/timeout
             summary["status"] = "interrupted"
             raise
+        except OSError as err:
+            # Disk full or run directory unwritable: stop with what is on disk intact (the checkpoint is
+            # replaced atomically, metrics rows are appended) and one line saying why.
+            summary.update(step=self.logged_step, error=f"cannot write the run directory {self.out_dir}: {err}")
+            raise StorageError(f"{summary['error']} (status: failed at step {summary['step']}; the files "
+                               f"written before are intact, resume with trainer.resume=true once it is writable)") from err
         except Exception as err:
             summary["error"] = f"{type(err).__name__}: {err}"
             raise
@@ -120,7 +131,12 @@ class Training:
             for a in self.analyses:
                 summary.update(a.last)
             summary["wall_time_s"] = self.wall_time()
-            self.tracker.finish(summary, checkpoint=self.out_dir / LAST)
+            try:
+                self.tracker.finish(summary, checkpoint=self.out_dir / LAST)
+            except OSError as err:
+                if "error" not in summary:  # else the first failure is already on its way out
+                    raise StorageError(f"cannot write summary.json in {self.out_dir}: {err} (status: failed; "
+                                       f"metrics.jsonl and the checkpoint are intact)") from err
         log.info("%s at step %d: %s", summary["status"], summary["step"],
                  ", ".join(f"{k}={v:.4g}" for k, v in self.last_eval.items()))
         return float(self.last_eval.get("test/loss", math.inf)) if summary["status"] == "completed" else math.inf
@@ -179,6 +195,7 @@ class Training:
                     row.update(self.evaluate())
                 row.update(self.analyse(step, analyses_due))
                 self.tracker.log(row)
+                self.logged_step = step
                 bar.update(step - bar.n)
                 bar.set_postfix(loss=f"{row['train/batch_loss']:.4f}", refresh=False)
                 if checkpoint_due:

@@ -49,8 +49,10 @@ class MetricsStore:
             path = self.out_dir / name
             if resume_step is not None and path.exists():
                 kept = [r for r in read_metrics(path) if r["step"] <= resume_step]
-                with open(path, "w") as f:
+                tmp = path.with_suffix(path.suffix + ".tmp")
+                with open(tmp, "w") as f:
                     f.writelines(json.dumps(r) + "\n" for r in kept)
+                os.replace(tmp, path)  # a kill while dropping rows must not lose the ones kept
             elif path.exists():
                 path.unlink()
             self._files[name] = open(path, "a")

@@ -54,8 +54,16 @@ class Tracker:
 
     def finish(self, summary: Dict[str, Any], checkpoint: Optional[Path] = None) -> None:
         """Write the summary; with W&B, also upload `checkpoint` (if `logger.log_checkpoint`) and close the run."""
-        self.store.write_summary(summary)
-        self.store.close()
+        try:
+            self.store.write_summary(summary)
+        finally:  # a full disk must not keep W&B open or the files unclosed
+            try:
+                self.store.close()
+            except OSError:
+                pass
+            self._finish_wandb(summary, checkpoint)
+
+    def _finish_wandb(self, summary: Dict[str, Any], checkpoint: Optional[Path]) -> None:
         if self.wandb is not None:
             if checkpoint is not None and self.log_checkpoint:
                 self.wandb.log_checkpoint(checkpoint)
