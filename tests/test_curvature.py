@@ -1,0 +1,145 @@
+"""Curvature: the HVP, Lanczos and Hutchinson against the explicit Hessian (torch.func.hessian)."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call, hessian
+
+from sgdexp.curvature import hutchinson_trace, loss_hvp, sharpness, top_eigenpairs
+from sgdexp.data import Dataset
+from sgdexp.gradients import GradientSource
+
+
+def _source(batchnorm: bool = False, n: int = 60, chunk_size: int = 16) -> GradientSource:
+    """A small classifier (d ≈ 100) on random data, moved away from init by a few SGD steps so that
+    the Hessian is not dominated by one direction; chunks smaller than N so the chunking is exercised."""
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(n, 5, generator=gen), torch.randint(0, 3, (n,), generator=gen)
+    data = Dataset("toy", x, y, x[:10], y[:10], num_outputs=3, task="classification")
+    torch.manual_seed(2)
+    layers = [nn.Linear(5, 8)] + ([nn.BatchNorm1d(8)] if batchnorm else []) + [nn.Tanh(), nn.Linear(8, 3)]
+    model = nn.Sequential(*layers)
+    src = GradientSource(model, data, chunk_size=chunk_size)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(20):
+        src.backward_full()
+        opt.step()
+    return src
+
+
+def _explicit_hessian(src: GradientSource) -> torch.Tensor:
+    """The (dim, dim) Hessian of L in eval mode, in float64, by torch.func.hessian over a flat vector."""
+    model = copy.deepcopy(src.model).double().eval()
+    names = list(src.named_params)
+    buffers = dict(model.named_buffers())
+    flat = torch.cat([p.detach().reshape(-1) for p in src.params]).double()
+    x = src.data.x_train.double()
+
+    def loss(theta):
+        params = {k: part.view(p.shape) for k, part, p in zip(names, theta.split(src.numels), src.params)}
+        return src.loss_fn(functional_call(model, (params, buffers), (x,)), src.data.y_train)
+
+    return hessian(loss)(flat)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    src = _source()
+    return src, _explicit_hessian(src)
+
+
+def test_hvp_equals_explicit_hessian_times_vectors(toy):
+    src, H = toy
+    v = torch.randn(4, src.dim, generator=torch.Generator().manual_seed(3))
+    hv = loss_hvp(src)(v)
+    expected = (H @ v.double().T).T
+    assert hv.shape == v.shape and hv.dtype == v.dtype
+    assert torch.allclose(hv.double(), expected, rtol=1e-4, atol=1e-5 * float(H.abs().max()))
+    # single vector: same as the batch row
+    assert torch.allclose(loss_hvp(src)(v[1]), hv[1], rtol=1e-5, atol=1e-7)
+
+
+def test_top_eigenpairs_match_explicit_spectrum(toy):
+    src, H = toy
+    exact = np.linalg.eigvalsh(H.numpy())
+    values, vectors = top_eigenpairs(loss_hvp(src), src.dim, k=3)
+    assert abs(values[0] - exact[-1]) / abs(exact[-1]) <= 1e-4
+    assert np.allclose(values, exact[::-1][:3], rtol=1e-3)
+    assert list(values) == sorted(values, reverse=True)
+    assert vectors.shape == (3, src.dim)
+    residual = (H.float() @ vectors[0]) - values[0] * vectors[0]
+    assert float(residual.norm()) <= 1e-2 * abs(values[0])
+
+    low, low_vectors = top_eigenpairs(loss_hvp(src), src.dim, k=2, which="SA", tol=1e-6)
+    assert np.allclose(low, exact[:2], atol=1e-4 * abs(exact[-1]))
+    assert low[0] <= low[1] and low_vectors.shape == (2, src.dim)
+
+
+def test_hutchinson_trace_within_five_percent_and_three_se(toy):
+    src, H = toy
+    exact = float(torch.trace(H))
+    trace, se = hutchinson_trace(loss_hvp(src), src.dim)
+    assert abs(trace - exact) <= 0.05 * abs(exact)
+    assert abs(trace - exact) <= 3 * se
+    assert se > 0
+
+
+def test_quadratic_with_known_spectrum():
+    """A rotated quadratic with a chosen spectrum (in float64 end to end); trace known exactly."""
+    dim = 50
+    spectrum = torch.linspace(0.1, 5.0, dim).double()
+    spectrum[-1], spectrum[0] = 10.0, -2.0
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(4)).double())
+    matrix = (q * spectrum) @ q.T
+
+    def hvp(v):
+        return (v.double() @ matrix).to(v.dtype)
+
+    values, vectors = top_eigenpairs(hvp, dim, k=2, tol=1e-8)
+    assert np.allclose(values, [10.0, float(spectrum[-2])], rtol=1e-6)
+    assert abs(float(vectors[0].double() @ q[:, -1])) == pytest.approx(1.0, abs=1e-5)
+    low, _ = top_eigenpairs(hvp, dim, k=1, which="SA", tol=1e-8)
+    assert low[0] == pytest.approx(-2.0, rel=1e-5)
+    # Rademacher Hutchinson variance is 2 Σ_{i≠j} H_ij²: its SE must describe the actual error
+    trace, se = hutchinson_trace(hvp, dim, probes=400, generator=torch.Generator().manual_seed(5))
+    true_se = float(2 * (matrix.square().sum() - matrix.diagonal().square().sum()) / 400) ** 0.5
+    assert abs(trace - float(spectrum.sum())) <= 3 * true_se
+    assert se == pytest.approx(true_se, rel=0.25)
+
+
+def test_seeded_and_validated():
+    dim, hvp = 20, (lambda v: v * torch.arange(1.0, 21.0))
+    a = hutchinson_trace(hvp, dim, probes=10, generator=torch.Generator().manual_seed(7))
+    b = hutchinson_trace(hvp, dim, probes=10, generator=torch.Generator().manual_seed(7))
+    assert a == b
+    assert a[0] == pytest.approx(210.0)  # a diagonal operator: every Rademacher probe gives the trace
+    with pytest.raises(ValueError):
+        top_eigenpairs(hvp, dim, which="LM")
+    with pytest.raises(ValueError):
+        top_eigenpairs(hvp, dim, k=dim)
+
+
+def test_sharpness_leaves_grad_mode_and_batchnorm_buffers_unchanged():
+    src = _source(batchnorm=True)
+    model = src.model
+    model.train()
+    src.backward_full()  # a .grad to keep
+    grads = [p.grad.clone() for p in src.params]
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+    weights = [p.detach().clone() for p in src.params]
+
+    result = sharpness(src, k=2, probes=20)
+
+    assert model.training
+    assert all(torch.equal(p.grad, g) for p, g in zip(src.params, grads))
+    assert all(torch.equal(b, buffers[k]) for k, b in model.named_buffers())
+    assert all(torch.equal(p, w) for p, w in zip(src.params, weights))
+    assert set(result) == {"top_eigenvalue", "trace", "trace_se", "eigenvalue_0", "eigenvalue_1"}
+    # the eval-mode Hessian (running statistics), as documented
+    exact = np.linalg.eigvalsh(_explicit_hessian(src).numpy())
+    assert result["top_eigenvalue"] == pytest.approx(exact[-1], rel=1e-3)
+    assert result["eigenvalue_1"] == pytest.approx(exact[-2], rel=1e-3)
