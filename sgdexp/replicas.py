@@ -23,7 +23,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from sgdexp.models.landscapes import Landscape
 from sgdexp.noise.generators import (
     _GOLDEN_GAMMA, _MIX1, _MIX2, _cauchy_from_bits, _gaussian_pairs, _sas_from_bits, _shift_right_logical,
-    fit_streaming_fgn,
+    fit_streaming_fgn, symmetric_alpha_stable,
 )
 from sgdexp.noise.generators import _factor_cov  # the fGn factors' stationary covariance
 from sgdexp.seeding import derive_seed
@@ -53,28 +53,70 @@ def replica_keys(seed: int, stream: str, replicas: torch.Tensor) -> torch.Tensor
     return _mix(replicas.to(torch.int64).mul(_GOLDEN_GAMMA).add_(derive_seed(seed, stream)))
 
 
-def keyed_words(keys: torch.Tensor, counter: int, n: int) -> torch.Tensor:
-    """(R, n) SplitMix64 words: row r is the stream of key mix(keys[r] + (counter + 1)·γ'), so each
-    (replica, counter) pair has its own stream, computed for all replicas at once."""
-    step_keys = _mix(keys + _wrap((counter + 1) * _STEP_GAMMA))
+def keyed_words(keys: torch.Tensor, counter: int, n: int, counters: int = 1) -> torch.Tensor:
+    """(counters, R, n) SplitMix64 words (squeezed to (R, n) for one counter): row (c, r) is the
+    stream of key mix(keys[r] + (counter + c + 1)·γ'), so every (replica, counter) pair has its own
+    stream, computed for all replicas (and several counters) at once."""
+    steps = torch.arange(counter + 1, counter + counters + 1, dtype=torch.int64, device=keys.device).mul_(_wrap(_STEP_GAMMA))
+    step_keys = _mix(keys[None, :] + steps[:, None])
     z = torch.arange(1, n + 1, dtype=torch.int64, device=keys.device).mul_(_GOLDEN_GAMMA)
-    return _mix(step_keys[:, None] + z[None, :])
+    words = _mix(step_keys[:, :, None] + z)
+    return words[0] if counters == 1 else words
 
 
-def keyed_normal(keys: torch.Tensor, counter: int, n: int) -> torch.Tensor:
-    """(R, n) i.i.d. N(0, 1), Box–Muller on keyed words (the transform of sgdexp.noise.generators)."""
+def keyed_normal(keys: torch.Tensor, counter: int, n: int, counters: int = 1) -> torch.Tensor:
+    """(counters, R, n) i.i.d. N(0, 1) (squeezed for one counter), Box–Muller on keyed words (the
+    transform of sgdexp.noise.generators)."""
     r, m = len(keys), (n + 1) // 2
-    pairs = _gaussian_pairs(keyed_words(keys, counter, m).view(1, -1), torch.float32).view(2, r, m)
-    return torch.cat([pairs[0], pairs[1]], dim=1)[:, :n]
+    words = keyed_words(keys, counter, m, counters).reshape(1, -1)
+    pairs = _gaussian_pairs(words, torch.float32).view(2, counters, r, m)
+    out = torch.cat([pairs[0], pairs[1]], dim=2)[:, :, :n]
+    return out[0] if counters == 1 else out
 
 
-def keyed_stable(keys: torch.Tensor, counter: int, n: int, alpha: float) -> torch.Tensor:
-    """(R, n) i.i.d. symmetric α-stable of unit scale (α = 2: Gaussian of variance 2)."""
+def keyed_stable(keys: torch.Tensor, counter: int, n: int, alpha: float, counters: int = 1) -> torch.Tensor:
+    """(counters, R, n) i.i.d. symmetric α-stable of unit scale (α = 2: Gaussian of variance 2)."""
     if alpha == 2.0:
-        return keyed_normal(keys, counter, n).mul_(math.sqrt(2.0))
-    bits = keyed_words(keys, counter, n).view(1, -1)
+        return keyed_normal(keys, counter, n, counters).mul_(math.sqrt(2.0))
+    bits = keyed_words(keys, counter, n, counters).reshape(1, -1)
     x = _cauchy_from_bits(bits, torch.float32) if alpha == 1.0 else _sas_from_bits(bits, alpha, torch.float32)
-    return x.view(len(keys), n)
+    x = x.view(counters, len(keys), n)
+    return x[0] if counters == 1 else x
+
+
+class ReplicaStreams:
+    """Per-replica draws of `n` numbers per counter (step), made `block` counters at a time.
+
+    Replica r's block b is `draw(generator, (block, n))` from a torch.Generator seeded with
+    mix(key_r + b·γ'): so the numbers depend only on (seed, stream, r, counter), never on R, the
+    chunking or where a run resumed. `block` depends on n alone (about 4096 numbers per replica
+    and block). Why not keyed words for everything: eager SplitMix64 plus Box–Muller costs ~30
+    elementwise int64 kernels per number pair (100-300 ns a number here), torch.randn ~3 ns; one
+    generator call per replica and block amortises the Python loop over replicas across `block`
+    steps (409 steps for d = 10; every step when n ≥ 4096, where each replica's own model
+    evaluation costs far more than the call)."""
+
+    BLOCK_NUMBERS = 4096
+
+    def __init__(self, keys: torch.Tensor, n: int, draw=None):
+        self.keys, self.n = keys.cpu(), n
+        self.draw = draw or (lambda gen, shape: torch.randn(shape, generator=gen))
+        self.block = max(1, self.BLOCK_NUMBERS // max(1, n))
+        self.device = keys.device
+        self._index, self._cache = -1, None
+        self._generator = torch.Generator()
+
+    def __call__(self, counter: int) -> torch.Tensor:
+        index, row = divmod(counter, self.block)
+        if index != self._index:
+            seeds = _mix(self.keys + _wrap((index + 1) * _STEP_GAMMA)).bitwise_and_((1 << 63) - 1).tolist()
+            blocks = []
+            for seed in seeds:  # one generator call per replica and block (see the class docstring)
+                self._generator.manual_seed(seed)
+                blocks.append(self.draw(self._generator, (self.block, self.n)))
+            self._cache = torch.stack(blocks, dim=1).to(self.device)  # (block, R, n)
+            self._index = index
+        return self._cache[row]
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -219,6 +261,11 @@ class ReplicaNoise:
         self.sampler = (ReplicaSampler(cfg.sampler, n_train, self.batch_size, replica_keys(seed, "escape/sampler", replicas))
                         if self.name == "sgd" else None)
         self.alpha = float(cfg.get("alpha", 2.0))
+        d = objective.dim
+        if self.name == "gd_levy":
+            self.draws = ReplicaStreams(self.keys, d, lambda gen, shape: symmetric_alpha_stable(self.alpha, shape, generator=gen))
+        else:
+            self.draws = ReplicaStreams(self.keys, self.n_train if self.name == "gd_sgdcov" else d)
         self.factors = None
         if self.name == "gd_fbm":
             fit = fit_streaming_fgn(float(cfg.hurst), int(cfg.n_factors))
@@ -233,19 +280,17 @@ class ReplicaNoise:
 
                 evals, evecs = np.linalg.eigh(_factor_cov(fit.rho))
                 root = torch.as_tensor(evecs * np.sqrt(np.clip(evals, 0.0, None))[None, :], dtype=torch.float32, device=device)
-                z = keyed_normal(self.keys, 0, k * d).view(len(replicas), k, d)
+                z = ReplicaStreams(replica_keys(seed, "escape/fbm_start", replicas), k * d)(0).view(len(replicas), k, d)
                 self.factors = torch.einsum("ij,rjd->ird", root, z)  # (K, R, d)
 
     def _zeta(self, step: int) -> torch.Tensor:
-        d = self.objective.dim
-        if self.name == "gd_white":
-            return keyed_normal(self.keys, step, d)
-        if self.name == "gd_levy":
-            return keyed_stable(self.keys, step, d, self.alpha)
-        if self.name == "gd_anticorrelated":  # w_t − w_{t−1}, both recomputed from their counters
-            return keyed_normal(self.keys, step, d) - keyed_normal(self.keys, step - 1, d)
+        if self.name in ("gd_white", "gd_levy"):
+            return self.draws(step)
+        if self.name == "gd_anticorrelated":  # w_t − w_{t−1}, both from their counters (no state)
+            previous = self.draws(step - 1)
+            return self.draws(step) - previous
         # gd_fbm: innovations at counters ≥ 1 (counter 0 started the factors)
-        eps = keyed_normal(self.keys, step, d)
+        eps = self.draws(step).clone()
         if self.factors is None:
             return eps.mul_(self.beta)
         out = eps * self.beta + (self.kappa * self.factors).sum(dim=0)
@@ -257,7 +302,7 @@ class ReplicaNoise:
         if self.name == "sgd":
             return obj.batch_grads(params, self.sampler.batch(step))
         if self.name == "gd_sgdcov":  # w_i = 1/N + σ (z_i − z̄)/√(BN): ∇L plus N(0, C/B) noise, per replica
-            z = keyed_normal(self.keys, step, self.n_train)
+            z = self.draws(step)
             weights = (z - z.mean(dim=1, keepdim=True)).mul_(self.sigma / math.sqrt(self.batch_size * self.n_train))
             return obj.weighted_grads(params, weights.add_(1.0 / self.n_train))
         loss, grads = obj.full_grads(params)

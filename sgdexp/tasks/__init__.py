@@ -18,3 +18,4 @@ def run_task(cfg: DictConfig, out_dir: Path, group: Optional[str] = None) -> flo
 
 
 from sgdexp.tasks import train  # noqa: E402,F401  (registers the task)
+from sgdexp.tasks import escape  # noqa: E402,F401  (registers task=escape)
