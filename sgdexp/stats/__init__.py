@@ -17,6 +17,8 @@ device and return Python floats / small numpy arrays.
   Benjamini-Hochberg control across series.
 * :mod:`.gradient_noise` -- noise scale (McCandlish et al. 2018), two-batch estimator,
   per-layer SNR, covariance-Hessian alignment, mean squared displacement.
+* :mod:`.survival` -- Kaplan-Meier with Greenwood band, censored escape-time summary.
+* :mod:`.fits` -- straight-line fits (slope, intercept, R², slope SE).
 """
 
 from .correlation import autocorrelation
@@ -35,6 +37,8 @@ from .gradient_noise import (
 )
 from .hurst import DEFAULT_HURST_METHOD, HURST_METHODS, fgn_spectral_shape, hurst_exponent
 from .tail import DEFAULT_TAIL_METHOD, TAIL_METHODS, tail_index
+from .survival import KaplanMeier, escape_time_summary, kaplan_meier
+from .fits import LineFit, line_fit
 
 __all__ = [
     "tail_index", "TAIL_METHODS", "DEFAULT_TAIL_METHOD",
@@ -43,4 +47,6 @@ __all__ = [
     "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
     "gradient_noise_scale", "noise_scale_two_batch", "trace_from_minibatch_noise", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
     "covariance_hessian_alignment", "Alignment", "mean_squared_displacement", "MSDResult",
+    "kaplan_meier", "KaplanMeier", "escape_time_summary",
+    "line_fit", "LineFit",
 ]

@@ -1,0 +1,212 @@
+"""Escape experiments across a sweep: log mean escape time against the knob each paper varies.
+
+Xie et al.: log(mean escape time) is linear in B/η and in 1/sharpness for SGD, and in 1/σ² for GD
+plus white noise (Kramers); Tan et al.: it depends on the Hurst exponent H of fBm noise; heavy-tailed
+noise (Lévy, α < 2) changes the law. `sweep_fits` reads the jobs of a Hydra multirun directory
+(`task=escape` runs: each job directory holds `summary.json` and `.hydra/config.yaml`) and fits a
+line to y = ln(summary `escape/mean_steps`) against each of
+
+  * `batch_over_lr`     = noise.batch_size / optimizer.lr
+  * `inverse_sigma_sq`  = 1/σ², σ = noise.sigma, or the σ the run matched (summary `noise/sigma` or
+                          `escape/sigma`) when noise.sigma=matched
+  * `inverse_sharpness` = 1 / summary `sharpness/top_eigenvalue`
+  * `hurst`             = noise.hurst
+  * `alpha`             = noise.alpha
+
+for every x that takes at least 3 distinct values across the jobs used. A job that did not complete,
+has no summary, or only gives a lower bound (`escape/lower_bound: 1`, no replica escaped) is left
+out of the fits and listed with the reason. `survival_figure` and `fits_figure` draw the Kaplan-Meier
+curves of runs and the fits of a sweep (for the escape task and the report).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+from matplotlib.figure import Figure
+from omegaconf import OmegaConf
+
+from sgdexp.plotting import new_figure
+from sgdexp.stats.fits import LineFit, line_fit
+from sgdexp.stats.survival import KaplanMeier
+
+SUMMARY = "summary.json"
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+MIN_DISTINCT = 3  # a line through two points has no R² worth reporting
+X_LABELS = {
+    "batch_over_lr": "B / η",
+    "inverse_sigma_sq": "1 / σ²",
+    "inverse_sharpness": "1 / λ_max",
+    "hurst": "Hurst exponent H",
+    "alpha": "tail index α",
+}
+
+
+@dataclass
+class EscapeJob:
+    """One job of the sweep: its directory, its x values (NaN where the config has none), and
+    ln of the mean escape time with its interval (NaN when not measured)."""
+
+    job: str
+    x: Dict[str, float]
+    log_mean: float
+    log_low: float
+    log_high: float
+    lower_bound: bool
+
+
+@dataclass
+class SweepFits:
+    """`fits`: x name -> LineFit of ln(mean escape steps); `jobs`: the jobs used in the fits;
+    `excluded`: job directory -> why it was left out; `lower_bounds`: the jobs where nothing escaped
+    (also in `excluded`), whose `log_low` is ln of the lower bound, for plotting."""
+
+    fits: Dict[str, LineFit]
+    jobs: List[EscapeJob] = field(default_factory=list)
+    excluded: Dict[str, str] = field(default_factory=dict)
+    lower_bounds: List[EscapeJob] = field(default_factory=list)
+
+
+def _job_dirs(multirun_dir: Path) -> List[Path]:
+    """Every directory under `multirun_dir` holding a Hydra job config, in job-number order."""
+    dirs = {p.parent.parent for p in multirun_dir.rglob(str(HYDRA_CONFIG))}
+    dirs.discard(multirun_dir)
+
+    def key(p: Path):
+        rel = p.relative_to(multirun_dir).parts
+        return tuple((0, int(s), "") if s.isdigit() else (1, 0, s) for s in rel)
+
+    return sorted(dirs, key=key)
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _x_values(cfg, summary: dict) -> Dict[str, float]:
+    def get(key: str):
+        return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+
+    sigma = get("noise.sigma")
+    if sigma == "matched":
+        sigma = summary.get("noise/sigma", summary.get("escape/sigma"))
+    sigma = _number(sigma)
+    sharp = _number(summary.get("sharpness/top_eigenvalue"))
+    return {
+        "batch_over_lr": _number(get("noise.batch_size")) / _number(get("optimizer.lr")),
+        "inverse_sigma_sq": 1.0 / sigma ** 2 if sigma > 0 else math.nan,
+        "inverse_sharpness": 1.0 / sharp if sharp > 0 else math.nan,
+        "hurst": _number(get("noise.hurst")),
+        "alpha": _number(get("noise.alpha")),
+    }
+
+
+def _log(value) -> float:
+    v = _number(value)
+    return math.log(v) if v > 0 else math.nan
+
+
+def _distinct(values: np.ndarray) -> int:
+    """Distinct values up to a relative 1e-9 (sharpness computed twice at one minimum may differ
+    in the last bits: that is one value, not two)."""
+    values = np.sort(values)
+    gaps = np.diff(values) > 1e-9 * np.maximum(np.abs(values[1:]), 1e-300)
+    return int(len(values) > 0) + int(gaps.sum())
+
+
+def sweep_fits(multirun_dir: Union[str, Path]) -> SweepFits:
+    """Fits of ln(mean escape steps) against each swept x over the completed jobs of `multirun_dir`."""
+    root = Path(multirun_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    result = SweepFits(fits={})
+    for job_dir in _job_dirs(root):
+        name = str(job_dir.relative_to(root))
+        summary_path = job_dir / SUMMARY
+        if not summary_path.is_file():
+            result.excluded[name] = "no summary.json (running, killed or failed before the end)"
+            continue
+        summary = json.loads(summary_path.read_text())
+        status = summary.get("status", "missing")
+        if status != "completed":
+            result.excluded[name] = f"status {status}"
+            continue
+        job = EscapeJob(name, _x_values(OmegaConf.load(job_dir / HYDRA_CONFIG), summary),
+                        _log(summary.get("escape/mean_steps")), _log(summary.get("escape/mean_steps_low")),
+                        _log(summary.get("escape/mean_steps_high")), bool(summary.get("escape/lower_bound", 0)))
+        if job.lower_bound:
+            result.excluded[name] = "no replica escaped: a lower bound only"
+            result.lower_bounds.append(job)
+        elif not math.isfinite(job.log_mean):
+            result.excluded[name] = "no escape/mean_steps in summary.json (not an escape run?)"
+        else:
+            result.jobs.append(job)
+    for key in X_LABELS:
+        pairs = np.array([(j.x[key], j.log_mean) for j in result.jobs if math.isfinite(j.x[key])]).reshape(-1, 2)
+        if _distinct(pairs[:, 0]) >= MIN_DISTINCT:
+            result.fits[key] = line_fit(pairs[:, 0], pairs[:, 1])
+    return result
+
+
+def survival_figure(curves: Dict[str, KaplanMeier], budget: Optional[float] = None) -> Figure:
+    """Kaplan-Meier curves (P(no escape by step t)) with their Greenwood bands, one per label;
+    `budget`: a dotted line at the step budget, where the curves are censored."""
+    fig, ax = new_figure()
+    for i, (label, km) in enumerate(curves.items()):
+        color = f"C{i}"
+        ax.step(km.times, km.survival, where="post", color=color, label=label)
+        ax.fill_between(km.times, km.lower, km.upper, step="post", color=color, alpha=0.2, linewidth=0)
+    if budget is not None:
+        ax.axvline(budget, color="0.4", linestyle=":", label="budget")
+    ax.set_xlabel("step t")
+    ax.set_ylabel("P(no escape by t)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Survival (Kaplan-Meier, {round(100 * next(iter(curves.values())).confidence) if curves else 95}% band)")
+    if curves:
+        ax.legend(fontsize="small")
+    return fig
+
+
+def fits_figure(sweep: SweepFits, keys: Optional[List[str]] = None) -> Figure:
+    """One panel per fitted x (default: all fits): ln(mean escape steps) of each job with its 95%
+    interval, the fitted line with slope and R², and the jobs where nothing escaped as lower
+    bounds (triangles: their true value lies above)."""
+    keys = [k for k in (keys or list(sweep.fits)) if k in sweep.fits]
+    fig, axes = new_figure(ncols=max(1, len(keys)))
+    axes = np.atleast_1d(axes)
+    if not keys:
+        axes[0].text(0.5, 0.5, "no x took 3 or more distinct values", ha="center", va="center",
+                     transform=axes[0].transAxes)
+        axes[0].set_axis_off()
+        return fig
+    for ax, key in zip(axes, keys):
+        jobs = [j for j in sweep.jobs if math.isfinite(j.x[key])]
+        x = np.array([j.x[key] for j in jobs])
+        y = np.array([j.log_mean for j in jobs])
+        err = np.array([[j.log_mean - j.log_low, j.log_high - j.log_mean] for j in jobs]).T
+        ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="o", color="C0", capsize=3, label="runs (95% interval)")
+        bounds = [(j.x[key], j.log_low) for j in sweep.lower_bounds if math.isfinite(j.x[key])]
+        if bounds:
+            bx, by = zip(*bounds)
+            ax.plot(bx, by, "^", color="C3", label="nothing escaped (lower bound)")
+        fit = sweep.fits[key]
+        grid = np.linspace(x.min(), x.max(), 50)
+        ax.plot(grid, fit.intercept + fit.slope * grid, "-", color="C1",
+                label=f"slope {fit.slope:.3g} ± {fit.slope_se:.2g}, R² {fit.r2:.3f}")
+        ax.set_xlabel(X_LABELS[key])
+        ax.set_ylabel("ln mean escape steps")
+        ax.legend(fontsize="small")
+    return fig
+
+
+def fit_table(sweep: SweepFits) -> Tuple[List[str], List[list]]:
+    """(columns, rows) of the fits, for `Tracker.log_table` and the report."""
+    columns = ["x", "slope", "slope_se", "intercept", "r2", "n"]
+    return columns, [[k, f.slope, f.slope_se, f.intercept, f.r2, f.n] for k, f in sweep.fits.items()]

@@ -1,0 +1,106 @@
+"""Sweep-level escape fits on a fabricated Hydra multirun directory; survival and fit figures."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from sgdexp.escape_sweeps import fit_table, fits_figure, survival_figure, sweep_fits
+from sgdexp.plotting import save_figure
+from sgdexp.stats.survival import escape_time_summary, kaplan_meier
+
+
+def _job(root: Path, num: int, noise: dict, lr: float, summary=None) -> None:
+    job = root / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"noise": noise, "optimizer": {"name": "sgd", "lr": lr}, "seed": 0}),
+                   job / ".hydra" / "config.yaml")
+    if summary is not None:
+        (job / "summary.json").write_text(json.dumps(summary))
+
+
+def _escape_summary(mean: float, sharp: float = 2.0, **extra) -> dict:
+    return {"status": "completed", "escape/mean_steps": mean, "escape/mean_steps_low": 0.8 * mean,
+            "escape/mean_steps_high": 1.25 * mean, "escape/lower_bound": 0.0,
+            "sharpness/top_eigenvalue": sharp, **extra}
+
+
+def test_sgd_sweep_fits_log_mean_against_batch_over_lr(tmp_path):
+    """ln T = 1.5 + 0.02·B/η exactly over 5 jobs (B ∈ 8..128, η = 0.1 or 0.2); the lower-bound,
+    failed and unfinished jobs are excluded with their reasons and change nothing."""
+    pairs = [(8, 0.1), (16, 0.1), (32, 0.2), (64, 0.2), (128, 0.4)]
+    for i, (b, lr) in enumerate(pairs):
+        _job(tmp_path, i, {"name": "sgd", "batch_size": b}, lr, _escape_summary(math.exp(1.5 + 0.02 * b / lr)))
+    _job(tmp_path, 5, {"name": "sgd", "batch_size": 256}, 0.1,
+         {**_escape_summary(float("nan")), "escape/lower_bound": 1.0, "escape/mean_steps_low": 5000.0})
+    _job(tmp_path, 6, {"name": "sgd", "batch_size": 4}, 0.1, {"status": "failed"})
+    _job(tmp_path, 7, {"name": "sgd", "batch_size": 2}, 0.1, None)
+
+    sweep = sweep_fits(tmp_path)
+    assert [j.job for j in sweep.jobs] == ["0", "1", "2", "3", "4"]
+    assert set(sweep.excluded) == {"5", "6", "7"}
+    assert "lower bound" in sweep.excluded["5"] and "failed" in sweep.excluded["6"] and "summary" in sweep.excluded["7"]
+    assert [j.job for j in sweep.lower_bounds] == ["5"]
+    # only B/η varies 3+ ways: one sharpness, no σ, H or α
+    assert set(sweep.fits) == {"batch_over_lr"}
+    fit = sweep.fits["batch_over_lr"]
+    assert fit.slope == pytest.approx(0.02) and fit.intercept == pytest.approx(1.5)
+    assert fit.r2 == pytest.approx(1.0) and fit.n == 5
+    columns, rows = fit_table(sweep)
+    assert columns[0] == "x" and rows[0][0] == "batch_over_lr" and rows[0][1] == pytest.approx(0.02)
+
+    fig = fits_figure(sweep)
+    assert len(fig.axes) == 1 and fig.axes[0].get_xlabel() == "B / η"
+    assert save_figure(fig, tmp_path / "fits.png").stat().st_size > 0
+
+
+def test_matched_sigma_sharpness_hurst_and_alpha(tmp_path):
+    """σ from the summary when noise.sigma=matched; sharpness, H and α fitted when they vary."""
+    sigmas = [0.5, 0.4, 0.3, 0.25]
+    for i, s in enumerate(sigmas):
+        key = "noise/sigma" if i % 2 else "escape/sigma"  # either key the tasks write
+        _job(tmp_path / "white", i, {"name": "gd_white", "batch_size": 32, "sigma": "matched"}, 0.1,
+             _escape_summary(math.exp(0.5 + 0.1 / s ** 2), sharp=1.0 + i, **{key: s}))
+    white = sweep_fits(tmp_path / "white")
+    assert set(white.fits) == {"inverse_sigma_sq", "inverse_sharpness"}
+    assert white.fits["inverse_sigma_sq"].slope == pytest.approx(0.1)
+    assert white.fits["inverse_sigma_sq"].intercept == pytest.approx(0.5)
+
+    for i, h in enumerate([0.3, 0.5, 0.7]):
+        _job(tmp_path / "fbm", i, {"name": "gd_fbm", "batch_size": 32, "sigma": 0.3, "hurst": h}, 0.1,
+             _escape_summary(math.exp(4 - 2 * h)))
+    for i, a in enumerate([1.2, 1.6, 2.0]):
+        _job(tmp_path / "levy", i, {"name": "gd_levy", "batch_size": 32, "sigma": 0.3, "alpha": a}, 0.1,
+             _escape_summary(math.exp(1 + a)))
+    assert set(sweep_fits(tmp_path / "fbm").fits) == {"hurst"}
+    assert sweep_fits(tmp_path / "fbm").fits["hurst"].slope == pytest.approx(-2)
+    assert sweep_fits(tmp_path / "levy").fits["alpha"].slope == pytest.approx(1)
+    # nested layout (multirun/<date>/<time>/<num>): found through the whole tree
+    assert len(sweep_fits(tmp_path).jobs) == 10
+
+
+def test_survival_figure_draws_each_curve_with_its_band(tmp_path):
+    rng = np.random.default_rng(0)
+    curves = {}
+    for label, mean in (("sharp", 50.0), ("flat", 200.0)):
+        t = rng.exponential(mean, 100)
+        curves[label] = kaplan_meier(np.minimum(t, 300), t <= 300)
+    fig = survival_figure(curves, budget=300)
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.get_lines()][:2] == ["sharp", "flat"]
+    assert len(ax.collections) == 2  # the two Greenwood bands
+    assert save_figure(fig, tmp_path / "survival.png").stat().st_size > 0
+    summary = escape_time_summary(np.minimum(t, 300), t <= 300, 300)
+    assert summary["lower_bound"] == 0.0
+
+
+def test_missing_directory_and_empty_sweep(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        sweep_fits(tmp_path / "nope")
+    sweep = sweep_fits(tmp_path)
+    assert sweep.fits == {} and sweep.jobs == []
+    assert len(fits_figure(sweep).axes) == 1
