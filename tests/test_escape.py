@@ -54,26 +54,26 @@ def test_fbm_escape_times_ordered_in_hurst(tmp_path):
     for hurst in (0.3, 0.5, 0.7):
         s = escape_run(tmp_path / str(hurst), WELL + ["noise=gd_fbm", f"noise.hurst={hurst}", "noise.sigma=5.7735",
                                                        "task.replicas=150", "task.max_steps=3000", "task.check_every=5"])
-        times[hurst] = s["escape/mean_steps"] if s["escape/escaped"] else s["escape/lower_bound"]
+        times[hurst] = s["escape/mean_steps"] if s["escape/escaped"] else s["escape/mean_steps_low"]  # a lower bound
     assert times[0.3] > 1.5 * times[0.5] and times[0.5] > 1.5 * times[0.7]
 
 
 def test_batched_equals_looped(tmp_path):
-    common = WELL + ["noise=gd_white", "noise.sigma=5.7735", "task.replicas=12", "task.max_steps=3000",
+    common = WELL + ["noise=gd_white", "noise.sigma=7.07", "task.replicas=8", "task.max_steps=1500",
                      "optimizer.momentum=0.5"]
     escape_run(tmp_path / "batched", common)
     escape_run(tmp_path / "looped", common + ["task.replica_chunk=1"])
     escape_run(tmp_path / "chunked", common + ["task.replica_chunk=5"])
     steps = [[r["step"] for r in read_csv(tmp_path / d)] for d in ("batched", "looped", "chunked")]
     assert steps[0] == steps[1] == steps[2]
-    assert len(set(steps[0])) > 6  # replicas are independent, not copies
+    assert len(set(steps[0])) > 5  # replicas are independent, not copies
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small trained MLP on teacher_student, the data-driven toy (a real minimum with label noise)."""
     out = tmp_path_factory.mktemp("trained")
-    train_run(out, TOY + ["noise=gd", "trainer.steps=150", "optimizer.lr=0.2"])
+    train_run(out, TOY + ["noise=gd", "trainer.steps=60", "optimizer.lr=0.3"])
     return out
 
 
@@ -81,8 +81,13 @@ TOY = ["dataset=teacher_student", "dataset.n_train=256", "dataset.n_test=64", "d
        "model=mlp", "model.widths=[16]", "model.activation=tanh", "noise.batch_size=16"]
 
 
-@pytest.mark.parametrize("mode", ["sgd", "sgd_replacement", "gd", "gd_white", "gd_fbm", "gd_levy", "gd_sgdcov",
-                                  "gd_anticorrelated"])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("mode", ["sgd", pytest.param("sgd_replacement", marks=SLOW), pytest.param("gd", marks=SLOW),
+                                  pytest.param("gd_white", marks=SLOW), pytest.param("gd_fbm", marks=SLOW),
+                                  pytest.param("gd_levy", marks=SLOW), pytest.param("gd_sgdcov", marks=SLOW),
+                                  pytest.param("gd_anticorrelated", marks=SLOW)])
 def test_every_noise_mode_escapes_from_a_trained_network(tmp_path, trained, mode):
     noise = ["noise=sgd", "noise.sampler=replacement"] if mode == "sgd_replacement" else [f"noise={mode}"]
     s = escape_run(tmp_path, TOY + noise + [
@@ -91,17 +96,20 @@ def test_every_noise_mode_escapes_from_a_trained_network(tmp_path, trained, mode
         "task.tail_batches=64", "task.sharpness_probes=8"])
     rows = read_csv(tmp_path)
     assert len(rows) == 6 and s["escape/replicas"] == 6
-    assert {"share/0.weight", "share/2.bias", "alpha/0.weight"} <= set(rows[0])
+    assert {"share/1.weight", "share/3.bias", "alpha/1.weight"} <= set(rows[0])
     shares = [float(rows[0][k]) for k in rows[0] if k.startswith("share/")]
     assert abs(sum(shares) - 1) < 1e-4
-    assert s["sharpness/top_eigenvalue"] > 0 and "escape/tail_index/0.weight" in s
+    assert s["sharpness/top_eigenvalue"] > 0 and "escape/tail_index/1.weight" in s
     if mode == "gd":
-        assert s["escape/escaped"] == 0  # no noise at a minimum: nobody leaves
+        assert len({r["step"] for r in rows}) == 1  # no noise: every replica takes the same path
+    else:
+        assert len({r["distance"] for r in rows}) == 6  # each replica its own noise
     if mode != "gd":
         assert s["escape/sigma"] is None if mode.startswith("sgd") else s["escape/sigma"] > 0
     assert (tmp_path / "figures" / "escape_survival.png").is_file()
 
 
+@pytest.mark.slow
 def test_pretrain_then_escape_in_one_run(tmp_path):
     s = escape_run(tmp_path, TOY + ["task=escape", "task.pretrain_steps=40", "noise=sgd", "optimizer.lr=0.3",
                                     "task.criterion=loss", "task.loss_barrier=0.05", "task.replicas=8",
@@ -137,12 +145,13 @@ def test_resume_after_kill_continues_every_replica_exactly(tmp_path, monkeypatch
 def test_all_censored_reports_a_lower_bound(tmp_path):
     s = escape_run(tmp_path, WELL + ["noise=gd_white", "noise.sigma=0.4", "task.replicas=20", "task.max_steps=200"])
     assert s["escape/escaped"] == 0 and s["escape/censored"] == 20
-    assert s["escape/lower_bound"] > 0
+    assert s["escape/lower_bound"] == 1.0 and s["escape/mean_steps_low"] > 200  # at least: never a measured-looking mean
     assert s.get("escape/mean_steps") is None or not math.isfinite(s["escape/mean_steps"])
 
 
 @pytest.mark.parametrize("overrides, key", [
     (["task.replicas=0"], "task.replicas"),
+    (["task.replicas=-3"], "task.replicas"),
     (["task.criterion=sideways"], "task.criterion"),
     (["landscape=none", "task.init_from=/nonexistent/run"], "task.init_from"),
     (["noise=sgd"], "noise"),
@@ -153,7 +162,9 @@ def test_all_censored_reports_a_lower_bound(tmp_path):
 ])
 def test_bad_input_is_one_error_and_nothing_written(tmp_path, overrides, key):
     out = tmp_path / "run"
-    base = ["task=escape", "landscape=double_well", "task.criterion=transition", "noise=gd_white", "noise.sigma=1"]
+    base = ["task=escape", "landscape=double_well", "task.criterion=transition"]
+    if not any(o.startswith("noise=") for o in overrides):
+        base += ["noise=gd_white", "noise.sigma=1"]
     with pytest.raises(ConfigError) as err:
         run_task(make_cfg(base + overrides), out)
     assert err.value.key == key and "\n" not in str(err.value)
