@@ -59,14 +59,14 @@ def test_fbm_escape_times_ordered_in_hurst(tmp_path):
 
 
 def test_batched_equals_looped(tmp_path):
-    common = WELL + ["noise=gd_white", "noise.sigma=7.07", "task.replicas=8", "task.max_steps=1500",
+    common = WELL + ["noise=gd_white", "noise.sigma=8.2", "task.replicas=6", "task.max_steps=600",
                      "optimizer.momentum=0.5"]
     escape_run(tmp_path / "batched", common)
     escape_run(tmp_path / "looped", common + ["task.replica_chunk=1"])
-    escape_run(tmp_path / "chunked", common + ["task.replica_chunk=5"])
+    escape_run(tmp_path / "chunked", common + ["task.replica_chunk=4"])
     steps = [[r["step"] for r in read_csv(tmp_path / d)] for d in ("batched", "looped", "chunked")]
     assert steps[0] == steps[1] == steps[2]
-    assert len(set(steps[0])) > 5  # replicas are independent, not copies
+    assert len(set(steps[0])) > 3  # replicas are independent, not copies
 
 
 @pytest.fixture(scope="module")
