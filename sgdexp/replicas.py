@@ -15,17 +15,16 @@ from __future__ import annotations
 import math
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from sgdexp.models.landscapes import Landscape
-from sgdexp.noise.generators import (
-    _GOLDEN_GAMMA, _MIX1, _MIX2, _cauchy_from_bits, _gaussian_pairs, _sas_from_bits, _shift_right_logical,
-    fit_streaming_fgn, symmetric_alpha_stable,
+from sgdexp.noise.generators import (  # SplitMix64's constants and the fGn factors' stationary covariance
+    _GOLDEN_GAMMA, _MIX1, _MIX2, _factor_cov, _shift_right_logical, fit_streaming_fgn, symmetric_alpha_stable,
 )
-from sgdexp.noise.generators import _factor_cov  # the fGn factors' stationary covariance
 from sgdexp.seeding import derive_seed
 
 Params = Dict[str, torch.Tensor]
@@ -53,35 +52,12 @@ def replica_keys(seed: int, stream: str, replicas: torch.Tensor) -> torch.Tensor
     return _mix(replicas.to(torch.int64).mul(_GOLDEN_GAMMA).add_(derive_seed(seed, stream)))
 
 
-def keyed_words(keys: torch.Tensor, counter: int, n: int, counters: int = 1) -> torch.Tensor:
-    """(counters, R, n) SplitMix64 words (squeezed to (R, n) for one counter): row (c, r) is the
-    stream of key mix(keys[r] + (counter + c + 1)·γ'), so every (replica, counter) pair has its own
-    stream, computed for all replicas (and several counters) at once."""
-    steps = torch.arange(counter + 1, counter + counters + 1, dtype=torch.int64, device=keys.device).mul_(_wrap(_STEP_GAMMA))
-    step_keys = _mix(keys[None, :] + steps[:, None])
+def keyed_words(keys: torch.Tensor, counter: int, n: int) -> torch.Tensor:
+    """(R, n) SplitMix64 words: row r is the stream of key mix(keys[r] + (counter + 1)·γ'), so every
+    (replica, counter) pair has its own stream, computed for all replicas at once."""
+    step_keys = _mix(keys + _wrap((counter + 1) * _STEP_GAMMA))
     z = torch.arange(1, n + 1, dtype=torch.int64, device=keys.device).mul_(_GOLDEN_GAMMA)
-    words = _mix(step_keys[:, :, None] + z)
-    return words[0] if counters == 1 else words
-
-
-def keyed_normal(keys: torch.Tensor, counter: int, n: int, counters: int = 1) -> torch.Tensor:
-    """(counters, R, n) i.i.d. N(0, 1) (squeezed for one counter), Box–Muller on keyed words (the
-    transform of sgdexp.noise.generators)."""
-    r, m = len(keys), (n + 1) // 2
-    words = keyed_words(keys, counter, m, counters).reshape(1, -1)
-    pairs = _gaussian_pairs(words, torch.float32).view(2, counters, r, m)
-    out = torch.cat([pairs[0], pairs[1]], dim=2)[:, :, :n]
-    return out[0] if counters == 1 else out
-
-
-def keyed_stable(keys: torch.Tensor, counter: int, n: int, alpha: float, counters: int = 1) -> torch.Tensor:
-    """(counters, R, n) i.i.d. symmetric α-stable of unit scale (α = 2: Gaussian of variance 2)."""
-    if alpha == 2.0:
-        return keyed_normal(keys, counter, n, counters).mul_(math.sqrt(2.0))
-    bits = keyed_words(keys, counter, n, counters).reshape(1, -1)
-    x = _cauchy_from_bits(bits, torch.float32) if alpha == 1.0 else _sas_from_bits(bits, alpha, torch.float32)
-    x = x.view(counters, len(keys), n)
-    return x[0] if counters == 1 else x
+    return _mix(step_keys[:, None] + z)
 
 
 class ReplicaStreams:
@@ -275,9 +251,7 @@ class ReplicaNoise:
             self.kappa = torch.tensor(fit.kappa, dtype=torch.float32, device=device).view(-1, 1, 1)
             self.rho = torch.tensor(fit.rho, dtype=torch.float32, device=device).view(-1, 1, 1)
             k, d = fit.n_factors, objective.dim
-            if k:  # stationary start, as StreamingFGN: s ~ N(0, S) per coordinate, from counter 0
-                import numpy as np
-
+            if k:  # stationary start, as StreamingFGN: s ~ N(0, S) per coordinate, from its own stream
                 evals, evecs = np.linalg.eigh(_factor_cov(fit.rho))
                 root = torch.as_tensor(evecs * np.sqrt(np.clip(evals, 0.0, None))[None, :], dtype=torch.float32, device=device)
                 z = ReplicaStreams(replica_keys(seed, "escape/fbm_start", replicas), k * d)(0).view(len(replicas), k, d)
