@@ -375,7 +375,7 @@ class Escape:
             summary.update({f"escape/exit_share/{n}": float(np.nanmean(shares[:, j])) for j, n in enumerate(names)})
         self.tracker.log_table("escape/replicas", columns, rows)
         curve = kaplan_meier(steps, escaped)
-        self.tracker.log_figure("escape/survival", survival_figure({f"{self.cfg.noise.name}": curve}))
+        self.tracker.log_figure("escape/survival", survival_figure({self.cfg.noise.name: curve}, budget=task.max_steps))
         log.info("escape: %d of %d replicas escaped within %d steps; mean %.4g steps [%.4g, %.4g]",
                  int(escaped.sum()), len(steps), task.max_steps, summary.get("escape/mean_steps", math.nan),
                  summary.get("escape/mean_steps_low", math.nan), summary.get("escape/mean_steps_high", math.nan))
