@@ -339,8 +339,8 @@ class Escape:
               "loss_star": float(self.objective.loss(self._stack(1))[0]),
               "tail_index": layer_tail_indices(cfg, self.setup) if self.setup is not None else {},
               "sharpness": sharpness_at_minimum(cfg, self.setup, self.landscape, self.theta_star)}
-        if at["sigma"] is not None:
-            log.info("σ = %.4g at θ*", at["sigma"])
+        if cfg.noise.get("sigma") == "matched":
+            log.info("σ matched at θ*: %.4g", at["sigma"])
         return at
 
     # ------------------------------------------------------------------ outputs
