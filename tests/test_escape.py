@@ -11,7 +11,7 @@ import pytest
 from sgdexp.errors import ConfigError
 from sgdexp.models.landscapes import kramers_steps
 from sgdexp.tasks import run_task
-from tests.conftest import cli, make_cfg, train_run
+from conftest import cli, make_cfg, train_run
 
 WELL = ["task=escape", "landscape=double_well", "landscape.barrier=1", "optimizer.lr=0.02",
         "task.criterion=transition", "trainer.log_every=1000", "task.sharpness_probes=0"]
