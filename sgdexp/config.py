@@ -61,6 +61,7 @@ class Config:
     analysis: Dict[str, Any] = field(default_factory=dict)
     task: Any = MISSING
     logger: Any = MISSING
+    landscape: Any = MISSING  # an analytic loss for task=escape (`none`: the model on the dataset)
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -273,6 +274,60 @@ class GeneralizationAnalysisConfig(AnalysisConfig):
     tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
 
 
+# ----------------------------------------------------------------------------- escape (task=escape, landscape)
+ESCAPE_CRITERIA = ("loss", "distance", "transition", "saddle")
+
+
+@dataclass
+class EscapeTaskConfig:
+    """`task=escape`: R replicas of the noise mode from a minimum θ*, until each escapes or `max_steps`."""
+
+    name: str = MISSING
+    init_from: Optional[str] = None  # θ* from a task=train run directory or checkpoint file
+    pretrain_steps: int = ranged(0, ge=0)  # else: descend this many GD steps first (same run), then escape
+    criterion: str = ranged("loss", choices=ESCAPE_CRITERIA)
+    loss_barrier: float = ranged(0.5, gt=0.0)  # criterion=loss: L(θ) − L(θ*) > loss_barrier
+    radius: float = ranged(1.0, gt=0.0)  # criterion=distance: |θ − θ*| > radius
+    check_every: int = ranged(1, ge=1)  # steps between checks of the criterion (all replicas at once)
+    max_steps: int = ranged(10000, ge=1)  # step budget: replicas still inside are censored here
+    replicas: int = ranged(128, ge=1)
+    replica_chunk: int = ranged(0, ge=0)  # replicas run together (bounds memory R × d); 0: all at once
+    tail_batches: int = ranged(256, ge=0)  # minibatch gradients at θ* for each layer's tail index; 0: none
+    tail_params: int = ranged(512, ge=1)  # coordinates sampled for those tail indices
+    sharpness_probes: int = ranged(100, ge=0)  # Hutchinson probes for tr H at θ*; 0: no sharpness
+
+
+@dataclass
+class LandscapeConfig:
+    name: str = MISSING
+
+
+@dataclass
+class DoubleWellConfig(LandscapeConfig):
+    """U(θ) = ΔL (θ₁² − 1)² + ½ Σ_{j≥2} κ_j θ_j²: minima at θ₁ = ±1, saddle at θ₁ = 0."""
+
+    dim: int = ranged(1, ge=1)
+    barrier: float = ranged(1.0, gt=0.0)  # ΔL
+    transverse: List[float] = ranged(factory=lambda: [1.0], gt=0.0)  # κ_2..κ_d: one value for all, or dim − 1
+
+
+@dataclass
+class StyblinskiTangConfig(LandscapeConfig):
+    """U(θ) = ½ Σ_j (θ_j⁴ − 16 θ_j² + 5 θ_j), started in the shallower minimum θ_j ≈ 2.7468."""
+
+    dim: int = ranged(2, ge=1)
+
+
+@dataclass
+class QuadraticConfig(LandscapeConfig):
+    """U(θ) = ½ Σ_j λ_j θ_j²: `spectrum` (dim values), or log-spaced from `top` down to `bottom`."""
+
+    dim: int = ranged(10, ge=1)
+    spectrum: List[float] = ranged(factory=list, gt=0.0)
+    top: float = ranged(1.0, gt=0.0)
+    bottom: float = ranged(0.01, gt=0.0)
+
+
 # ----------------------------------------------------------------------------- task, logger
 @dataclass
 class TaskConfig:
@@ -308,7 +363,9 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
     "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig,
                  "diffusion": DiffusionConfig, "curvature": CurvatureAnalysisConfig,
                  "generalization": GeneralizationAnalysisConfig},
-    "task": {"task": TaskConfig},
+    "task": {"task": TaskConfig, "escape": EscapeTaskConfig},
+    "landscape": {"none": LandscapeConfig, "double_well": DoubleWellConfig,
+                  "styblinski_tang": StyblinskiTangConfig, "quadratic": QuadraticConfig},
     "logger": {"wandb": WandbConfig, "none": NoLoggerConfig},
 }
 

@@ -29,3 +29,4 @@ def run_task(cfg: DictConfig, out_dir: Path, group: Optional[str] = None,
 
 
 from sgdexp.tasks import train  # noqa: E402,F401  (registers the task)
+from sgdexp.tasks import escape  # noqa: E402,F401  (registers task=escape)
