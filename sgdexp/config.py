@@ -17,7 +17,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sgdexp.errors import ConfigError
-from sgdexp.stats import HURST_METHODS, TAIL_METHODS
+
+# The estimator names of sgdexp.stats.hurst/tail, spelt out so that composing and validating a config
+# imports neither torch nor scipy (2 s of start-up); tests/test_startup.py checks they agree.
+HURST_METHODS = ("whittle", "local_whittle", "dfa", "rs")
+TAIL_METHODS = ("ecf", "quantile", "block_sum", "hill")
 
 
 def ranged(default=MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, or_words=None, factory=None):
@@ -178,7 +182,7 @@ class InjectedNoiseConfig(NoiseConfig):
     match_every: int = ranged(250, ge=1)  # steps between re-estimates of the matched σ
     match_samples: int = ranged(1024, ge=0)  # samples (in minibatches of batch_size) estimating tr C; 0: all N, exact
     record_coords: int = ranged(16, ge=1)  # coordinates of ζ recorded for the mode's own statistics
-    record_steps: int = ranged(1024, ge=64)  # length of that record before it is summarised
+    record_steps: int = ranged(256, ge=64)  # length of that record before it is summarised (4 windows in 1000 steps)
 
 
 @dataclass

@@ -118,8 +118,6 @@ class Training:
                 summary.update(a.last)
             summary["wall_time_s"] = self.wall_time()
             self.tracker.finish(summary, checkpoint=self.out_dir / LAST)
-        log.info("%s at step %d: %s", summary["status"], summary["step"],
-                 ", ".join(f"{k}={v:.4g}" for k, v in self.last_eval.items()))
         return float(self.last_eval.get("test/loss", math.inf)) if summary["status"] == "completed" else math.inf
 
     def loop(self) -> Tuple[str, int]:
