@@ -141,6 +141,14 @@ class VGGConfig:
 
 
 @dataclass
+class TimmConfig:
+    name: str = MISSING
+    arch: str = MISSING  # any name of timm.list_models(), built with pretrained=False
+    small_input_stem: bool = True  # images <= 64 px: 3x3 stride-1 first conv, no stem max-pool
+    drop_rate: float = ranged(0.0, ge=0.0, lt=1.0)
+
+
+@dataclass
 class LinearConfig:
     name: str = MISSING
     bias: bool = True
@@ -251,7 +259,8 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
         "gaussian_mixture": GaussianMixtureConfig,
         "teacher_student": TeacherStudentConfig,
     },
-    "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
+    "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig,
+              "timm": TimmConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
     "noise": {"noise": NoiseConfig, "injected": InjectedNoiseConfig, "fbm": FBMNoiseConfig, "levy": LevyNoiseConfig},
     "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig},
