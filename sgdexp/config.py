@@ -51,6 +51,7 @@ class TrainerConfig:
     chunk_size: int = ranged(2048, ge=1)  # most samples per forward pass in full-batch work
     compile: bool = False  # torch.compile per-sample gradient kernels and noise samplers (2-20 s once per process)
     progress: bool = True
+    figures: bool = True  # the report's figures at the end: figures/*.png and W&B images
 
 
 @dataclass
