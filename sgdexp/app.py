@@ -64,7 +64,7 @@ def run(cfg: DictConfig) -> float:
         from sgdexp.tasks import run_task
 
         log_header(cfg, output_dir())
-        return run_task(cfg, output_dir(), group=sweep_name(), label=job_label())
+        return run_task(cfg, output_dir(), group=sweep_name(), label=job_label(), say=log.info)
     except ConfigError as err:
         # A user mistake: one line, no traceback, non-zero exit, nothing written by the task.
         print(f"sgdexp: error: {err}", file=sys.stderr)

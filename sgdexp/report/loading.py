@@ -140,4 +140,4 @@ def swept_keys(runs: List[Run]) -> List[str]:
     order: List[str] = []
     for p in parsed:
         order += [k for k in p if k not in order]
-    return [k for k in order if len({p.get(k) for p in parsed}) > 1]
+    return [k for k in order if len({p[k] for p in parsed if k in p}) > 1]

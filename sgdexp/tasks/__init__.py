@@ -1,8 +1,8 @@
 """Tasks: what a run does with its config (`task=train`, later `task=escape`)."""
 from __future__ import annotations
 
+import functools
 import json
-import logging
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -12,8 +12,6 @@ from sgdexp.config import validate
 from sgdexp.registry import Registry
 
 TASKS: Registry[Callable[..., float]] = Registry("task.name")
-
-log = logging.getLogger("sgdexp")
 
 
 def final_line(out_dir: Path, label: Optional[str] = None) -> str:
@@ -31,19 +29,16 @@ def final_line(out_dir: Path, label: Optional[str] = None) -> str:
     return f"{head}{status}{': ' + ', '.join(shown) if shown else ''} -> outputs in {out_dir}"
 
 
-def run_task(cfg: DictConfig, out_dir: Path, group: Optional[str] = None, label: Optional[str] = None) -> float:
-    """Run `cfg.task` in `out_dir` and say, in its last line, how it ended and where its outputs are."""
+def run_task(cfg: DictConfig, out_dir: Path, group: Optional[str] = None, label: Optional[str] = None,
+             say: Callable[[str], None] = functools.partial(print, flush=True)) -> float:
+    """Run `cfg.task` in `out_dir`; its last line (`say`: printed, or the CLI's log) says how it ended
+    and where its outputs are."""
     validate(cfg)
     try:
         return TASKS.get(cfg.task.name)(cfg, out_dir, group=group)
     finally:
         if (Path(out_dir) / "summary.json").exists():
-            line = final_line(out_dir, label)
-            # The CLI has logging set up (console and sgdexp.log); a notebook or script has not: print there.
-            if logging.getLogger().handlers:
-                log.info(line)
-            else:
-                print(line, flush=True)
+            say(final_line(out_dir, label))
 
 
 from sgdexp.tasks import train  # noqa: E402,F401  (registers the task)
