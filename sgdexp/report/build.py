@@ -5,7 +5,7 @@ import logging
 import math
 import statistics
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from sgdexp.report import html as H
 from sgdexp.report.figures import run_figures
