@@ -27,19 +27,40 @@ def check_group_choices(argv) -> None:
                 sys.exit(f"sgdexp: error: {group}={value!r} is not allowed: {allowed}")
 
 
+def quote_home(argv):
+    """`key=~/data` as `key='~/data'`: Hydra's override lexer rejects a bare `~` and the shell does not
+    expand it after `=`; paths that take `~` (dataset.root) expand it when they are used."""
+    return [re.sub(r"^([\w.+/@-]+)=(~[^'\",\[\]]*)$", r"\1='\2'", arg) for arg in argv]
+
+
+def hide_schema_groups() -> None:
+    """`--help` lists the config groups users choose from, not the internal `schema/*` ones the members
+    extend (Hydra has no switch for it, so its group listing is filtered)."""
+    from hydra._internal.hydra import Hydra
+
+    listing = Hydra.format_config_groups
+
+    def public(self, predicate, compact=True):
+        return listing(self, lambda g: predicate(g) and g != "schema" and not g.startswith("schema/"), compact)
+
+    Hydra.format_config_groups = public
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> float:
     return run(cfg)
 
 
 def cli() -> None:
-    sys.argv[1:] = presets_as_choices(sys.argv[1:])
+    sys.argv[1:] = quote_home(presets_as_choices(sys.argv[1:]))
     check_group_choices(sys.argv[1:])
     from sgdexp.cli_checks import check_launcher
 
     problem = check_launcher(sys.argv[1:])
     if problem:
         sys.exit(f"sgdexp: error: {problem}")
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
+        hide_schema_groups()
     register_configs()
     # Hydra prints its composition errors over several lines and exits; let them reach us instead,
     # so that an unknown key or a bad value is one line (sgdexp.cli_checks).

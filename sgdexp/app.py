@@ -1,13 +1,18 @@
 """The task function behind the CLI: validate, pick the task, turn user mistakes into one line."""
 from __future__ import annotations
 
+import logging
+import platform
 import sys
 from pathlib import Path
+from typing import Optional
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from sgdexp.errors import ConfigError, StorageError
+
+log = logging.getLogger("sgdexp")
 
 
 def output_dir() -> Path:
@@ -21,12 +26,45 @@ def sweep_name() -> str | None:
     return Path(hc.sweep.dir).name if hc.mode.name == "MULTIRUN" else None
 
 
-def run(cfg: DictConfig) -> float:
-    """Run `cfg.task` in this job's output directory; return the final test loss (for sweepers)."""
-    from sgdexp.tasks import run_task
+def job_label() -> Optional[str]:
+    """`job 3 optimizer.lr=0.1 seed=1` in a multirun (its number and overrides), None for a single run."""
+    hc = HydraConfig.get()
+    if hc.mode.name != "MULTIRUN":
+        return None
+    return " ".join([f"job {hc.job.num}", *hc.overrides.task])
+
+
+def log_header(cfg: DictConfig, out_dir: Path) -> None:
+    """The first lines of `sgdexp.log`: where the run writes, what it was asked, on what, with which versions."""
+    import hydra
+    import torch
+
+    from sgdexp.tasks.setup import resolve_device
 
     try:
-        return run_task(cfg, output_dir(), group=sweep_name(), on_claim=lambda run_dir: save_hydra_files(cfg, run_dir.path))
+        from importlib.metadata import version
+
+        sgdexp_version = version("sgdexp")
+    except Exception:  # noqa: BLE001 - a source checkout that was never installed
+        sgdexp_version = "source"
+    overrides = " ".join(HydraConfig.get().overrides.task) or "(none)"
+    log.info("output directory: %s", out_dir.resolve())
+    log.info("overrides: %s", overrides)
+    log.info("device: %s (device=%s), seed: %d", resolve_device(cfg.device), cfg.device, cfg.seed)
+    log.info("versions: sgdexp %s, python %s, torch %s, hydra %s", sgdexp_version, platform.python_version(),
+             torch.__version__, hydra.__version__)
+
+
+def run(cfg: DictConfig) -> float:
+    """Run `cfg.task` in this job's output directory; return the final test loss (for sweepers)."""
+    from sgdexp.config import validate
+
+    try:
+        validate(cfg)  # before importing torch: a wrong value is answered in a fraction of a second
+        from sgdexp.tasks import run_task
+
+        return run_task(cfg, output_dir(), group=sweep_name(), label=job_label(), say=log.info,
+                        on_claim=lambda run_dir: claimed(cfg, run_dir.path))
     except ConfigError as err:
         # A user mistake: one line, no traceback, non-zero exit, nothing written by the task.
         print(f"sgdexp: error: {err}", file=sys.stderr)
@@ -35,6 +73,12 @@ def run(cfg: DictConfig) -> float:
     except StorageError as err:
         print(f"sgdexp: error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def claimed(cfg: DictConfig, out_dir: Path) -> None:
+    """Once the run owns its directory (and a resume passed its guard): the record of what runs."""
+    save_hydra_files(cfg, out_dir)
+    log_header(cfg, out_dir)
 
 
 def _remove_if_unused(out_dir: Path) -> None:

@@ -17,7 +17,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sgdexp.errors import ConfigError
-from sgdexp.stats import HURST_METHODS, TAIL_METHODS
+
+# The estimator names of sgdexp.stats.hurst/tail, spelt out so that composing and validating a config
+# imports neither torch nor scipy (2 s of start-up); tests/test_startup.py checks they agree.
+HURST_METHODS = ("whittle", "local_whittle", "dfa", "rs")
+TAIL_METHODS = ("ecf", "quantile", "block_sum", "hill")
 
 
 def ranged(default=MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, or_words=None, factory=None):
@@ -47,6 +51,7 @@ class TrainerConfig:
     chunk_size: int = ranged(2048, ge=1)  # most samples per forward pass in full-batch work
     compile: bool = False  # torch.compile per-sample gradient kernels and noise samplers (2-20 s once per process)
     progress: bool = True
+    figures: bool = True  # the report's figures at the end: figures/*.png and W&B images
 
 
 @dataclass
@@ -150,6 +155,14 @@ class VGGConfig:
 
 
 @dataclass
+class TimmConfig:
+    name: str = MISSING
+    arch: str = MISSING  # any name of timm.list_models(), built with pretrained=False
+    small_input_stem: bool = True  # images <= 64 px: 3x3 stride-1 first conv, no stem max-pool
+    drop_rate: float = ranged(0.0, ge=0.0, lt=1.0)
+
+
+@dataclass
 class LinearConfig:
     name: str = MISSING
     bias: bool = True
@@ -192,7 +205,7 @@ class InjectedNoiseConfig(NoiseConfig):
     match_samples: int = ranged(4096, ge=0)  # samples (in minibatches of batch_size) estimating the target; 0 or ≥ N: exact
     population: Optional[str] = ranged(None, choices=("epoch", "replacement"))  # whose batch noise; None: sampler's
     record_coords: int = ranged(16, ge=1)  # coordinates of ζ recorded for the mode's own statistics
-    record_steps: int = ranged(1024, ge=64)  # length of that record before it is summarised
+    record_steps: int = ranged(256, ge=64)  # length of that record before it is summarised (4 windows in 1000 steps)
 
 
 @dataclass
@@ -357,7 +370,8 @@ SCHEMAS: Dict[str, Dict[str, type]] = {
         "teacher_student": TeacherStudentConfig,
         "linear_gaussian": LinearGaussianConfig,
     },
-    "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig},
+    "model": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "vgg": VGGConfig, "linear": LinearConfig,
+              "timm": TimmConfig},
     "optimizer": {"sgd": SGDConfig, "adam": AdamConfig},
     "noise": {"noise": NoiseConfig, "injected": InjectedNoiseConfig, "fbm": FBMNoiseConfig, "levy": LevyNoiseConfig},
     "analysis": {"noise_stats": NoiseStatsConfig, "noise_memory": NoiseMemoryConfig,

@@ -18,7 +18,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # Small, fast defaults for tests: CPU, no W&B, no progress bar.
-FAST = ["device=cpu", "logger=none", "trainer.progress=false"]
+FAST = ["device=cpu", "logger=none", "trainer.progress=false", "trainer.figures=false"]
 
 
 def make_cfg(overrides: Optional[List[str]] = None, fast: bool = True) -> DictConfig:

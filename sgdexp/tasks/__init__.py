@@ -1,6 +1,8 @@
 """Tasks: what a run does with its config (`task=train`, later `task=escape`)."""
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -13,9 +15,26 @@ from sgdexp.rundir import RunDirectory, implicit_resume
 TASKS: Registry[Callable[..., float]] = Registry("task.name")
 
 
-def run_task(cfg: DictConfig, out_dir: Path, group: Optional[str] = None,
+def final_line(out_dir: Path, label: Optional[str] = None) -> str:
+    """`[job 1 optimizer.lr=0.1] completed at step 1000: test/loss=0.12 ... -> outputs in /abs/dir`, from the
+    run's summary.json: labelled, so that a sweep's interleaved last lines say which job each is."""
+    out_dir = Path(out_dir).resolve()
+    try:
+        summary = json.loads((out_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}
+    shown = [f"{k}={summary[k]:.4g}" for k in ("train/loss", "test/loss", "test/accuracy")
+             if isinstance(summary.get(k), (int, float))]
+    status = f"{summary.get('status', 'finished')} at step {summary.get('step', '?')}"
+    head = f"[{label}] " if label else ""
+    return f"{head}{status}{': ' + ', '.join(shown) if shown else ''} -> outputs in {out_dir}"
+
+
+def run_task(cfg: DictConfig, out_dir: Path, group: Optional[str] = None, label: Optional[str] = None,
+             say: Callable[[str], None] = functools.partial(print, flush=True),
              on_claim: Optional[Callable[[RunDirectory], None]] = None) -> float:
-    """Validate `cfg`, own `out_dir` (lock, no overwrite, resume guard: sgdexp.rundir), run the task.
+    """Validate `cfg`, own `out_dir` (lock, no overwrite, resume guard: sgdexp.rundir), run the task;
+    its last line (`say`: printed, or the CLI's log) says how it ended and where its outputs are.
 
     `on_claim(run_dir)` runs once the directory is ours and the checks passed (the CLI writes .hydra/ there)."""
     validate(cfg)
@@ -25,7 +44,11 @@ def run_task(cfg: DictConfig, out_dir: Path, group: Optional[str] = None,
     with RunDirectory(out_dir).claim(cfg) as run_dir:
         if on_claim is not None:
             on_claim(run_dir)
-        return TASKS.get(cfg.task.name)(cfg, out_dir, group=group)
+        try:
+            return TASKS.get(cfg.task.name)(cfg, out_dir, group=group)
+        finally:
+            if (Path(out_dir) / "summary.json").exists():
+                say(final_line(out_dir, label))
 
 
 from sgdexp.tasks import train  # noqa: E402,F401  (registers the task)

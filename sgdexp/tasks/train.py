@@ -96,6 +96,18 @@ class Training:
                 self.tracker.log_arrays(step, measurement.arrays)
         return scalars
 
+    def log_figures(self) -> None:
+        """The report's figures of this run (sgdexp.report) as figures/*.png and W&B images; a
+        figure that cannot be drawn warns and never fails the run."""
+        self.tracker.store.flush()
+        try:
+            from sgdexp.report import load_run, run_figures
+
+            for name, fig in run_figures([load_run(self.out_dir)]).items():
+                self.tracker.log_figure(name, fig)
+        except Exception as err:  # noqa: BLE001
+            log.warning("Figures not drawn (%s: %s)", type(err).__name__, err)
+
     # ------------------------------------------------------------------ the run
     def run(self) -> float:
         """Train to `trainer.steps`; return the final test loss (inf unless completed)."""
@@ -131,6 +143,8 @@ class Training:
             for a in self.analyses:
                 summary.update(a.last)
             summary["wall_time_s"] = self.wall_time()
+            if self.cfg.trainer.figures:
+                self.log_figures()
             try:
                 self.tracker.finish(summary, checkpoint=self.out_dir / LAST)
             except OSError as err:

@@ -4,13 +4,35 @@ from __future__ import annotations
 import logging
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
 RUN_ID_FILE = "wandb_run_id"
+
+
+def job_overrides(out_dir: Path) -> List[str]:
+    """The overrides a job was started with (Hydra's `.hydra/overrides.yaml`; empty from the Python API)."""
+    path = Path(out_dir) / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(path)]
+
+
+def run_identity(config: Dict[str, Any], out_dir: Path, tags: Sequence[str] = ()) -> Dict[str, Any]:
+    """W&B `name`, `job_type` and `tags` that find a run again: the name from its overrides (W&B's
+    `group` is the sweep), the task as job type, tags for the noise mode, model and dataset."""
+    overrides = [o for o in job_overrides(out_dir) if not o.startswith(("hydra.", "hydra/"))]
+    name = " ".join(overrides) or "default"
+    found = [f"{group}:{config[group]['name']}" for group in ("noise", "model", "dataset")
+             if isinstance(config.get(group), dict) and "name" in config[group]]
+    # W&B caps names at 128 characters and tags at 64
+    return {"name": name[:128], "job_type": str(config.get("task", {}).get("name", "train")),
+            "tags": [t[:64] for t in [*tags, *found]]}
 
 
 class WandbRun:
@@ -26,8 +48,8 @@ class WandbRun:
         run_id = id_file.read_text().strip() if resume and id_file.exists() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
         self.run = wandb.init(
-            project=cfg.project, entity=cfg.entity, group=group, tags=list(cfg.tags), mode=cfg.mode,
-            name=out_dir.name if group is None else f"{group}/{out_dir.name}",
+            project=cfg.project, entity=cfg.entity, group=group, mode=cfg.mode,
+            **run_identity(config, out_dir, list(cfg.tags)),
             config=config, dir=str(out_dir), id=run_id, resume="allow", reinit="finish_previous",
             settings=wandb.Settings(quiet=True),
         )

@@ -1,0 +1,133 @@
+"""`build_report(path)`: figures and `report.html` for a run or a multirun directory."""
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from sgdexp.report import html as H
+from sgdexp.report.figures import run_figures
+from sgdexp.report.loading import Run, find_runs, swept_keys
+
+log = logging.getLogger(__name__)
+
+REPORT = "report.html"
+FIGURES = "figures"
+FINAL_METRICS = ["train/loss", "test/loss", "test/accuracy", "gap/accuracy"]
+SECTIONS = ("noise/", "noise_stats/", "noise_memory/", "diffusion/", "curvature/", "escape/")
+MAX_SECTION_COLUMNS = 8
+OK = ("completed",)
+
+
+def headline_keys(runs: Sequence[Run]) -> List[str]:
+    """Final metrics every job table shows: the training ones, then each section's top-level summary keys."""
+    keys = [k for k in FINAL_METRICS if any(isinstance(r.summary.get(k), (int, float)) for r in runs)]
+    extra = sorted({k for r in runs for k, v in r.summary.items() if isinstance(v, (int, float))
+                    and not isinstance(v, bool) and k.startswith(SECTIONS)
+                    and "/" not in k.split("/", 1)[1] and not k.endswith("_se")})
+    return keys + extra[:MAX_SECTION_COLUMNS]
+
+
+def job_rows(runs: Sequence[Run], keys: Sequence[str], base: Path):
+    rows, bad = [], []
+    swept = swept_keys(runs)
+    for run in runs:
+        note = run.summary.get("error") or (f"diverged at step {run.summary['diverged_step']}"
+                                             if "diverged_step" in run.summary else "")
+        name = H.link(run.path / "summary.json", base, run.name) if (run.path / "summary.json").exists() \
+            else H.link(run.path, base, run.name)
+        varied = " ".join(o for o in run.overrides if o.split("=", 1)[0] in swept) or run.label
+        rows.append([name, varied, run.status, note, run.summary.get("step", ""),
+                     *[run.summary.get(k) for k in keys]])
+        bad.append(run.status not in OK)
+    return rows, bad
+
+
+def mean_sd(values: List[float]) -> str:
+    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.fmean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def seed_rows(runs: Sequence[Run], keys: Sequence[str]):
+    """Mean ± sd over the completed jobs of each group that differ only by seed."""
+    groups: Dict[str, List[Run]] = {}
+    swept = swept_keys(runs)
+    for run in runs:
+        groups.setdefault(run.group_label(swept), []).append(run)
+    rows = []
+    for label, members in groups.items():
+        done = [r for r in members if r.status in OK]
+        rows.append([label, f"{len(done)}/{len(members)}", *[mean_sd([r.summary.get(k) for r in done]) for k in keys]])
+    return rows
+
+
+def sweep_fits_section(path: Path) -> Optional[str]:
+    """The escape developer's sweep-level fits (log escape time against B/η, sharpness, H, α), where
+    `sgdexp.escape_sweeps` exists and the sweep has escape results."""
+    try:
+        from sgdexp.escape_sweeps import sweep_fits  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        fits = sweep_fits(path)
+    except Exception as err:  # noqa: BLE001 - a report shows what it can
+        log.warning("escape sweep fits failed: %s", err)
+        return None
+    if not fits:
+        return None
+    if isinstance(fits, dict):
+        return H.key_values(fits)
+    if isinstance(fits, list) and all(isinstance(f, dict) for f in fits):
+        cols = list(dict.fromkeys(k for f in fits for k in f))
+        return H.table(cols, [[f.get(c) for c in cols] for f in fits], left=1)
+    return f"<pre>{H.esc(fits)}</pre>\n"
+
+
+def build_report(path: Path, out_dir: Optional[Path] = None) -> Path:
+    """Write `figures/*.png` and `report.html` into `out_dir` (default: `path`); return the HTML's path."""
+    path = Path(path).resolve()
+    kind, runs = find_runs(path)
+    out_dir = Path(out_dir).resolve() if out_dir else path
+    fig_dir = out_dir / FIGURES if kind == "sweep" else out_dir / "report_figures"
+    # A run's own figures/ are the ones its Tracker logged to W&B; the report's go beside them.
+    from sgdexp.plotting import save_figure
+
+    pngs = {name: save_figure(fig, fig_dir / f"{name}.png") for name, fig in run_figures(runs).items()}
+    keys = headline_keys(runs)
+    sections = []
+    if kind == "sweep":
+        swept = swept_keys(runs)
+        counts: Dict[str, int] = {}
+        for r in runs:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        intro = (f"Multirun <code>{H.esc(path)}</code>: {len(runs)} jobs ("
+                 + ", ".join(f"{n} {s}" for s, n in counts.items()) + "); swept: "
+                 + H.esc(", ".join(swept) or "nothing") + ".")
+        common = [o for o in runs[0].overrides if all(o in r.overrides for r in runs)]
+        if common:
+            intro += f" Every job: <code>{H.esc(' '.join(common))}</code>."
+        rows, bad = job_rows(runs, keys, out_dir)
+        sections.append(("Jobs", H.table(["job", "overrides", "status", "note", "step", *keys], rows, left=4, bad=bad)))
+        if "seed" in swept:
+            sections.append(("Mean ± sd over seeds (completed jobs)",
+                             H.table(["group", "completed", *keys], seed_rows(runs, keys), left=2)))
+        fits = sweep_fits_section(path)
+        if fits:
+            sections.append(("Escape: sweep-level fits", fits))
+    else:
+        run = runs[0]
+        intro = f"Run <code>{H.esc(path)}</code> ({H.esc(run.label)}): <b>{H.esc(run.status)}</b>."
+        shown = {k: run.summary.get(k) for k in ["status", "step", *keys, "wall_time_s", "error", "diverged_step"]
+                 if k in run.summary}
+        sections.append(("Summary", H.key_values(shown)))
+    for name, png in pngs.items():
+        sections.append((name.replace("_", " ").capitalize(), H.image(png)))
+    report = out_dir / REPORT
+    report.write_text(H.page(f"sgdexp report: {path.name}", sections, intro))
+    return report

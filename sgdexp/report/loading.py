@@ -1,0 +1,143 @@
+"""Finished runs as plain data: what a report reads from a run or a multirun directory.
+
+A run directory holds `summary.json`, `metrics.jsonl`, `arrays.jsonl` (sgdexp.tracking), Hydra's
+`.hydra/overrides.yaml` and, for escape runs, `escape.csv`. Everything is optional: a job that died
+before writing anything is still a job (status `failed`), so a report lists it instead of dropping it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from sgdexp.tracking.store import ARRAYS, METRICS, SUMMARY, read_metrics
+
+ESCAPE_CSV = "escape.csv"  # replica, escaped, step, loss, distance (written by task=escape)
+
+
+@dataclass
+class Run:
+    path: Path
+    overrides: List[str] = field(default_factory=list)
+    summary: Dict[str, Any] = field(default_factory=dict)
+    metrics: List[Dict[str, Any]] = field(default_factory=list)
+    arrays: List[Dict[str, Any]] = field(default_factory=list)
+    escape: List[Dict[str, float]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def status(self) -> str:
+        """completed | diverged | failed | interrupted from summary.json; `running or killed` when
+        metrics exist without a summary; `failed` when the job left nothing."""
+        if "status" in self.summary:
+            return str(self.summary["status"])
+        return "running or killed" if self.metrics else "failed"
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.overrides) or "default"
+
+    def group_label(self, swept: Optional[List[str]] = None) -> str:
+        """The overrides without `seed=` (only the `swept` keys, when given): jobs that differ only by
+        seed share it, and a sweep's legend shows what it varied."""
+        kept = [o for o in self.overrides if o.split("=", 1)[0] != "seed"
+                and (swept is None or o.split("=", 1)[0] in swept)]
+        return " ".join(kept) or "default"
+
+    def series(self, key: str):
+        """(steps, values) of a scalar over the run's logged steps, non-finite values left out."""
+        pts = [(r["step"], r[key]) for r in self.metrics
+               if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    def last_arrays(self, prefix: str) -> Dict[str, List[float]]:
+        """The arrays under `prefix` as of the last step that logged any of them."""
+        for row in reversed(self.arrays):
+            found = {k: v for k, v in row.items() if k.startswith(prefix) and isinstance(v, list)}
+            if found:
+                return found
+        return {}
+
+    def scalar_keys(self, prefix: str = "") -> List[str]:
+        keys = {k for r in self.metrics for k in r if k.startswith(prefix) and k != "step"}
+        return sorted(keys)
+
+    def has(self, prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in self.summary) or bool(self.scalar_keys(prefix)) or bool(
+            self.last_arrays(prefix))
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_overrides(path: Path) -> List[str]:
+    file = path / ".hydra" / "overrides.yaml"
+    if not file.is_file():
+        return []
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(file) if not str(o).startswith(("hydra.", "hydra/"))]
+
+
+def read_escape_csv(path: Path) -> List[Dict[str, float]]:
+    """Rows of `escape.csv` as floats (escaped as 0/1); an absent or torn file gives what it has."""
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                rows.append({k: float(v in ("True", "true", "1", "1.0")) if k == "escaped" else float(v)
+                             for k, v in row.items()})
+            except (TypeError, ValueError):
+                continue
+    return rows
+
+
+def load_run(path: Path) -> Run:
+    path = Path(path)
+    return Run(
+        path=path,
+        overrides=_read_overrides(path),
+        summary=_read_json(path / SUMMARY),
+        metrics=read_metrics(path / METRICS) if (path / METRICS).is_file() else [],
+        arrays=read_metrics(path / ARRAYS) if (path / ARRAYS).is_file() else [],
+        escape=read_escape_csv(path / ESCAPE_CSV),
+    )
+
+
+def is_run_dir(path: Path) -> bool:
+    return any((Path(path) / name).exists() for name in (SUMMARY, METRICS, ".hydra"))
+
+
+def find_runs(path: Path) -> tuple[str, List[Run]]:
+    """("run", [run]) for a run directory, ("sweep", jobs in job-number order) for a multirun one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a directory")
+    jobs = [p for p in path.iterdir() if p.is_dir() and is_run_dir(p)]
+    if jobs and not (path / SUMMARY).exists():
+        jobs.sort(key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+        return "sweep", [load_run(p) for p in jobs]
+    if is_run_dir(path):
+        return "run", [load_run(path)]
+    raise FileNotFoundError(f"{path} holds no run (summary.json, metrics.jsonl) and no multirun jobs")
+
+
+def swept_keys(runs: List[Run]) -> List[str]:
+    """The override keys whose value differs between jobs (what the sweep varied), in override order."""
+    parsed = [dict(o.split("=", 1) for o in run.overrides if "=" in o) for run in runs]
+    order: List[str] = []
+    for p in parsed:
+        order += [k for k in p if k not in order]
+    return [k for k in order if len({p[k] for p in parsed if k in p}) > 1]
