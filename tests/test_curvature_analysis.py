@@ -42,7 +42,7 @@ def variance_rel_se(tau: np.ndarray, window: int) -> np.ndarray:
     return np.sqrt(2 * (1 + rho**2) / (window * (1 - rho**2)))
 
 
-@pytest.mark.parametrize("momentum", [0.0, 0.5])
+@pytest.mark.parametrize("momentum", [0.0, pytest.param(0.5, marks=pytest.mark.slow)])
 def test_replacement_variance_matches_uncorrelated_prediction(tmp_path, momentum):
     # κ = 4 over 8 directions: ηλ from 0.8 to 0.2 (relaxation 1.25 to 5 steps)
     window = 5000
