@@ -13,7 +13,6 @@ import pytest
 from conftest import cli, train_run
 from sgdexp.report import build_report, find_runs, run_figures
 from sgdexp.report.__main__ import main as report_main
-from sgdexp.report.figures import kaplan_meier_curve
 from sgdexp.report.loading import swept_keys
 
 SHORT = ["trainer.steps=40", "trainer.eval_every=20", "trainer.log_every=10", "model.widths=[16]"]
@@ -123,13 +122,6 @@ def test_sections_from_other_analyses_appear_where_their_files_are(tmp_path):
     assert names >= {"training", "diffusion", "curvature", "escape", "escape_survival", "msd", "variance_vs_curvature"}
     html = assert_self_contained(build_report(tmp_path))
     assert "Escape survival" in html and "Msd" in html
-
-
-def test_kaplan_meier_matches_the_hand_computed_curve():
-    # escapes at 10 and 40, one replica censored at 100: S = 2/3 after 10, 1/3 after 40, then flat
-    t, s = kaplan_meier_curve(np.array([10, 100, 40]), np.array([True, False, True]))
-    curve = dict(zip(np.asarray(t, float).tolist(), np.asarray(s, float).tolist()))
-    assert math.isclose(curve[10.0], 2 / 3) and math.isclose(curve[40.0], 1 / 3) and math.isclose(curve[100.0], 1 / 3)
 
 
 def test_wandb_flag_offline_says_so_in_one_line(tmp_path, capsys, monkeypatch):

@@ -67,26 +67,22 @@ def seed_rows(runs: Sequence[Run], keys: Sequence[str]):
     return rows
 
 
-def sweep_fits_section(path: Path) -> Optional[str]:
-    """The escape developer's sweep-level fits (log escape time against B/η, sharpness, H, α), where
-    `sgdexp.escape_sweeps` exists and the sweep has escape results."""
-    try:
-        from sgdexp.escape_sweeps import sweep_fits  # type: ignore[import-not-found]
-    except ImportError:
+def sweep_fits_section(path: Path, fig_dir: Path) -> Optional[str]:
+    """The sweep-level fits of ln(mean escape steps) against B/η, 1/σ², 1/sharpness, H and α
+    (`sgdexp.escape_sweeps.sweep_fits`): their figure and table, and the jobs left out of them;
+    None for a sweep without escape results."""
+    from sgdexp.escape_sweeps import fit_table, fits_figure, sweep_fits
+    from sgdexp.plotting import save_figure
+
+    sweep = sweep_fits(path)
+    if not sweep.jobs and not sweep.lower_bounds:
         return None
-    try:
-        fits = sweep_fits(path)
-    except Exception as err:  # noqa: BLE001 - a report shows what it can
-        log.warning("escape sweep fits failed: %s", err)
-        return None
-    if not fits:
-        return None
-    if isinstance(fits, dict):
-        return H.key_values(fits)
-    if isinstance(fits, list) and all(isinstance(f, dict) for f in fits):
-        cols = list(dict.fromkeys(k for f in fits for k in f))
-        return H.table(cols, [[f.get(c) for c in cols] for f in fits], left=1)
-    return f"<pre>{H.esc(fits)}</pre>\n"
+    columns, rows = fit_table(sweep)
+    html = H.image(save_figure(fits_figure(sweep), fig_dir / "escape_fits.png"))
+    html += H.table(columns, rows, left=1) if rows else "<p>No x took 3 or more distinct values.</p>\n"
+    if sweep.excluded:
+        html += H.table(["left out", "why"], [[job, why] for job, why in sweep.excluded.items()], left=2)
+    return html
 
 
 def build_report(path: Path, out_dir: Optional[Path] = None) -> Path:
@@ -117,7 +113,7 @@ def build_report(path: Path, out_dir: Optional[Path] = None) -> Path:
         if "seed" in swept:
             sections.append(("Mean ± sd over seeds (completed jobs)",
                              H.table(["group", "completed", *keys], seed_rows(runs, keys), left=2)))
-        fits = sweep_fits_section(path)
+        fits = sweep_fits_section(path, fig_dir)
         if fits:
             sections.append(("Escape: sweep-level fits", fits))
     else:

@@ -168,48 +168,21 @@ def variance_vs_curvature(run: Run) -> Optional[Figure]:
     return fig
 
 
-def kaplan_meier_curve(steps: np.ndarray, escaped: np.ndarray):
-    """(times, survival) of the Kaplan–Meier estimate, replicas not escaped censored at their step.
-
-    The seam: `sgdexp.stats.survival.kaplan_meier` where it exists (task=escape's estimator), else
-    lifelines, the library the project already uses for survival."""
-    try:
-        from sgdexp.stats.survival import kaplan_meier  # type: ignore[import-not-found]
-
-        return kaplan_meier(steps, escaped)
-    except ImportError:
-        from lifelines import KaplanMeierFitter
-
-        km = KaplanMeierFitter().fit(steps, event_observed=escaped)
-        return km.survival_function_.index.to_numpy(), km.survival_function_.iloc[:, 0].to_numpy()
-
-
 def survival_curves(runs: Sequence[Run]) -> Optional[Figure]:
-    """Escape survival P(not escaped by t) per run from `escape.csv`, one curve per job."""
+    """Escape survival P(no escape by t) per run from `escape.csv`: Kaplan–Meier with its Greenwood
+    band (`sgdexp.stats.survival`), drawn by the escape task's own `survival_figure`."""
+    from sgdexp.escape_sweeps import survival_figure
+    from sgdexp.stats.survival import kaplan_meier
+
     runs = [r for r in runs if r.escape]
     if not runs:
         return None
-    try:  # the seam: task=escape's own figure (run directories in, a Figure out), where it exists
-        from sgdexp.escape_sweeps import survival_figure  # type: ignore[import-not-found]
-    except ImportError:
-        survival_figure = None
-    if survival_figure is not None:
-        try:
-            return survival_figure([r.path for r in runs])
-        except Exception as err:  # noqa: BLE001 - the report falls back to its own curves
-            log.warning("sgdexp.escape_sweeps.survival_figure failed (%s: %s); drawing Kaplan–Meier curves here",
-                        type(err).__name__, err)
-    colours = _colours(runs)
-    fig, ax = new_figure()
+    curves = {}
     for run in runs:
-        steps = np.array([r["step"] for r in run.escape])
+        steps = np.array([r["step"] for r in run.escape], dtype=float)
         escaped = np.array([r["escaped"] for r in run.escape]).astype(bool)
-        t, s = kaplan_meier_curve(steps, escaped)
-        ax.step(np.asarray(t, float), np.asarray(s, float), where="post", color=colours[_group(run, runs)],
-                label=f"{run.label} ({escaped.sum()}/{escaped.size} escaped)")
-    ax.set(title="escape survival (Kaplan–Meier)", xlabel="step", ylabel="fraction not escaped", ylim=(0, 1.02))
-    ax.legend(fontsize=6)
-    return fig
+        curves[f"{run.label} ({escaped.sum()}/{escaped.size} escaped)"] = kaplan_meier(steps, escaped)
+    return survival_figure(curves)
 
 
 def run_figures(runs: Sequence[Run]) -> Dict[str, Figure]:
