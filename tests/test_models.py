@@ -9,7 +9,7 @@ from sgdexp.errors import ConfigError
 from sgdexp.models import MODELS, build_model
 
 SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "cifar": (3, 32, 32), "vector": (12,)}
-IMAGE_ONLY = {"cnn", "resnet", "vgg", "timm"}
+IMAGE_ONLY = {"cnn", "resnet", "vgg", "vgg16", "timm"}
 
 
 @pytest.mark.parametrize("name", MODELS.names())

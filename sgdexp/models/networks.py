@@ -79,6 +79,7 @@ def cnn(cfg: DictConfig, input_shape, num_outputs: int) -> nn.Module:
     return _conv_net(input_shape, num_outputs, cfg.channels, 1, cfg.norm, cfg.activation, cfg.hidden, "cnn")
 
 
+@MODELS.register("vgg16")  # conf/model/vgg16.yaml: the same network at VGG-16 sizes
 @MODELS.register("vgg")
 def vgg(cfg: DictConfig, input_shape, num_outputs: int) -> nn.Module:
     norm = "batch" if cfg.batch_norm else "none"
