@@ -36,7 +36,7 @@ def test_both_scales_compose_and_every_job_validates(scale, extra, batches, data
 
 
 def test_small_sweep_runs_at_a_tiny_size(tmp_cwd):
-    proc = cli(["+experiment=levy_tail_index", "hydra.sweeper.params.noise.batch_size=16", "hydra.sweep.dir=sweep",
+    proc = cli(["+experiment=levy_tail_index", "noise.batch_size=16", "hydra.sweep.dir=sweep",
                 "trainer.steps=40", "trainer.eval_every=40", "analysis.noise_stats.every=20",
                 "analysis.noise_stats.batches=16", "analysis.noise_stats.params=64", "model.widths=[16]",
                 "dataset.subset=256", "logger=none", "device=cpu", "trainer.progress=false"], cwd=tmp_cwd)
@@ -48,7 +48,7 @@ def test_small_sweep_runs_at_a_tiny_size(tmp_cwd):
         summary = json.loads((job / "summary.json").read_text())
         assert summary["status"] == "completed"
         for key in ("noise_stats/alpha_median", "noise_stats/alpha_scale_mixture", "noise_stats/alpha_adequate_fraction",
-                    "noise_stats/alpha/0.weight/median"):
+                    "noise_stats/alpha/1.weight/median"):
             assert key in summary, key
         rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
         lrs.append(min(r["lr"] for r in rows if "lr" in r))
