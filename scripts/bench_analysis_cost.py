@@ -24,6 +24,8 @@ from sgdexp.tasks import run_task
 ANALYSES: Dict[str, List[str]] = {
     "curvature": ["analysis=[curvature]"],
     "generalization": ["analysis=[generalization]"],
+    "diffusion": ["analysis=[diffusion]"],
+    "diffusion+curvature": ["analysis=[diffusion,curvature]"],  # issue target: <= 20% together
 }
 MODELS: Dict[str, List[str]] = {
     "mlp": [],
