@@ -35,7 +35,7 @@ def _submitit_tasks(sweep: Path):
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if proc.name.isdigit() and "submitit" in cmd and "_submit" in cmd and str(sweep) in cmd:
+        if proc.name.isdigit() and "submitit.core._submit" in cmd and str(sweep) in cmd:
             pids.append(int(proc.name))
     return pids
 
