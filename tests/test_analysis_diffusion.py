@@ -41,7 +41,7 @@ def test_diffusion_leaves_training_unchanged_and_resumes_exactly(tmp_path, monke
                                                     "analysis.diffusion.buffer=16",  # 61 records: the ring wraps
                                                     "analysis.diffusion.log_every=40"]  # logged rows as without it
     train_run(tmp_path / "plain", base)
-    summary = train_run(tmp_path / "full", overrides)
+    summary = train_run(tmp_path / "full", overrides + ["trainer.figures=true"])
     keep = ("train/", "test/", "lr", "epoch")
     strip = lambda rows: [{k: v for k, v in r.items() if k.startswith(keep)} for r in rows]  # noqa: E731
     assert strip(read_metrics(tmp_path / "plain" / "metrics.jsonl")) == strip(read_metrics(tmp_path / "full" / "metrics.jsonl"))

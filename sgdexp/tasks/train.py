@@ -97,14 +97,19 @@ class Training:
         return scalars
 
     def log_figures(self) -> None:
-        """The report's figures of this run (sgdexp.report) as figures/*.png and W&B images; a
-        figure that cannot be drawn warns and never fails the run."""
+        """The report's figures of this run (sgdexp.report) and the analyses' own (`Analysis.figures`)
+        as figures/*.png and W&B images, after the run's wall time is taken (drawing is output, not
+        training: about a second per run, most of it matplotlib's first figure); a figure that
+        cannot be drawn warns and never fails the run."""
         self.tracker.store.flush()
         try:
             from sgdexp.report import load_run, run_figures
 
             for name, fig in run_figures([load_run(self.out_dir)]).items():
                 self.tracker.log_figure(name, fig)
+            for a in self.analyses:  # figures from what the analyses hold at the end
+                for name, fig in a.figures().items():
+                    self.tracker.log_figure(name, fig)
         except Exception as err:  # noqa: BLE001
             log.warning("Figures not drawn (%s: %s)", type(err).__name__, err)
 
@@ -120,9 +125,6 @@ class Training:
                 row = {"step": 0, **self.evaluate(), **self.analyse(0, [a for a in self.analyses if a.due(0)])}
                 self.tracker.log(row)
             status, step = self.loop()
-            for a in self.analyses:  # figures from what the analyses hold at the end
-                for name, fig in a.figures().items():
-                    self.tracker.log_figure(name, fig)
             summary.update(status=status, step=step, **self.setup.noise.metrics())  # the mode's last statistics
             if status == "diverged":
                 summary["diverged_step"] = step
