@@ -63,3 +63,15 @@ def cli(args: List[str], cwd: Path, timeout: float = 300) -> subprocess.Complete
 def tmp_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def preset_sweep(overrides: List[str]):
+    """(hydra.mode, the sweep's params as strings) of a preset composed with `overrides`."""
+    from hydra import compose, initialize_config_dir
+
+    from sgdexp.config import presets_as_choices, register_configs
+
+    register_configs()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=presets_as_choices(overrides), return_hydra_config=True)
+    return cfg.hydra.mode, {k: str(v) for k, v in cfg.hydra.sweeper.params.items()}

@@ -6,17 +6,9 @@ import itertools
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import CONF, cli
-from sgdexp.config import compose_config, presets_as_choices, register_configs, validate
-
-
-def sweep_of(overrides):
-    register_configs()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=presets_as_choices(overrides), return_hydra_config=True)
-    return cfg.hydra.mode, dict(cfg.hydra.sweeper.params)
+from conftest import cli, preset_sweep
+from sgdexp.config import compose_config, validate
 
 
 @pytest.mark.parametrize("scale,dataset,models,batches,lrs", [
@@ -24,7 +16,7 @@ def sweep_of(overrides):
     ("paper", "cifar10", "resnet,vgg16", "1024,256", "0.1,0.05"),
 ])
 def test_both_scales_compose_and_every_job_validates(scale, dataset, models, batches, lrs):
-    mode, params = sweep_of(["+experiment=anomalous_diffusion", f"scale={scale}"])
+    mode, params = preset_sweep(["+experiment=anomalous_diffusion", f"scale={scale}"])
     assert str(mode) == "RunMode.MULTIRUN"
     expected = {"model": models, "noise.batch_size": batches, "optimizer.lr": lrs}
     assert params == (expected if scale == "small" else {"dataset": dataset, **expected})

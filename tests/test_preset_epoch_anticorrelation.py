@@ -6,24 +6,16 @@ import itertools
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import CONF, cli
-from sgdexp.config import compose_config, presets_as_choices, register_configs, validate
+from conftest import cli, preset_sweep
+from sgdexp.config import compose_config, validate
 
 PRESET = "+experiment=epoch_anticorrelation"
 
 
-def sweep_of(overrides):
-    register_configs()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=presets_as_choices(overrides), return_hydra_config=True)
-    return cfg.hydra.mode, {k: str(v) for k, v in cfg.hydra.sweeper.params.items()}
-
-
 @pytest.mark.parametrize("scale,dataset,model", [("small", "linear_gaussian", "linear"), ("paper", "mnist", "cnn")])
 def test_both_scales_compose_and_every_job_validates(scale, dataset, model):
-    mode, params = sweep_of([PRESET, f"scale={scale}"])
+    mode, params = preset_sweep([PRESET, f"scale={scale}"])
     assert str(mode) == "RunMode.MULTIRUN"
     assert params["noise.sampler"] == "epoch,replacement" and params["optimizer.momentum"] == "0.0,0.9"
     jobs = list(itertools.product(*(v.split(",") for v in params.values())))

@@ -6,17 +6,9 @@ import itertools
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from conftest import CONF, cli
-from sgdexp.config import compose_config, presets_as_choices, register_configs, validate
-
-
-def sweep_of(overrides):
-    register_configs()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=presets_as_choices(overrides), return_hydra_config=True)
-    return cfg.hydra.mode, dict(cfg.hydra.sweeper.params)
+from conftest import cli, preset_sweep
+from sgdexp.config import compose_config, validate
 
 
 @pytest.mark.parametrize("scale,extra,batches,dataset,model", [
@@ -24,7 +16,7 @@ def sweep_of(overrides):
     ("paper", {"dataset": "cifar10", "model": "resnet"}, "64,256", "cifar10", "resnet"),
 ])
 def test_both_scales_compose_and_every_job_validates(scale, extra, batches, dataset, model):
-    mode, params = sweep_of(["+experiment=levy_tail_index", f"scale={scale}"])
+    mode, params = preset_sweep(["+experiment=levy_tail_index", f"scale={scale}"])
     assert str(mode) == "RunMode.MULTIRUN"
     assert params == {"trainer.lr_schedule": "constant,step", **extra, "noise.batch_size": batches}
     for combo in itertools.product(*(v.split(",") for v in params.values())):

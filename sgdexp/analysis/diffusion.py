@@ -129,6 +129,14 @@ class Diffusion(Analysis):
         done = np.isfinite(self.curves[k])
         return self.lags[k][done], self.curves[k][done]
 
+    def measured_curves(self):
+        """(k, t_w, lags, MSD, local exponents, crossover lag) of each waiting time with ≥ 3 lags measured."""
+        for k, w in enumerate(self.waiting):
+            lags, values = self.curve(k)
+            if len(lags) >= 3:
+                local = local_exponents(lags, values)
+                yield k, w, lags, values, local, crossover(lags, local)
+
     def compute(self, step: int) -> Optional[Measurement]:
         s: Dict[str, float] = {f"{PREFIX}/distance_sq": self.distance_sq, f"{PREFIX}/path_length": self.path_length,
                                f"{PREFIX}/dims": float(self.D), f"{PREFIX}/projected": float(self.projected)}
@@ -137,12 +145,7 @@ class Diffusion(Analysis):
         if win is not None:
             s[f"{PREFIX}/window_gamma"] = win[2]
             arrays[f"{PREFIX}/window_msd"] = win[1]
-        for k, w in enumerate(self.waiting):
-            lags, values = self.curve(k)
-            if len(lags) < 3:
-                continue
-            local = local_exponents(lags, values)
-            cross = crossover(lags, local)
+        for k, w, lags, values, local, cross in self.measured_curves():
             key = f"{PREFIX}/tw{w}"
             s[f"{key}/gamma"] = power_law_fit(lags, values)[0]
             s[f"{key}/gamma_local"] = float(local[-1])
@@ -160,12 +163,7 @@ class Diffusion(Analysis):
         from sgdexp.plotting import new_figure
 
         fig, (ax, ax_local) = new_figure(2)
-        for k, w in enumerate(self.waiting):
-            lags, values = self.curve(k)
-            if len(lags) < 3:
-                continue
-            local = local_exponents(lags, values)
-            cross = crossover(lags, local)
+        for _, w, lags, values, local, cross in self.measured_curves():
             line, = ax.loglog(lags, values, "o-", ms=3, label=f"$t_w$={w}")
             split = cross if np.isfinite(cross) else float(np.sqrt(lags[0] * lags[-1]))
             for part in (lags <= split, lags >= split):
