@@ -9,7 +9,9 @@ dense Gaussian projection would need D·d numbers).
 
 What is kept, and so the memory bound (none of it grows with the run's length):
 - a ring buffer of the last `buffer` records (float32, `buffer`·D numbers): the time-averaged
-  MSD(τ) over that recent window and its exponent γ_window, "γ in windows through training";
+  MSD(τ) over that recent window and its exponent γ_window, "γ in windows through training",
+  measured once per `buffer` new records (consecutive windows, and at the end): each costs one MSD
+  over the whole ring, so measuring it at every log would cost more than the rest of the analysis;
 - for each waiting time t_w in `waiting_times`, the record at t_w (D float64 numbers) and the squared
   distances ‖θ_{t_w+τ} − θ_{t_w}‖² at `lags` log-spaced lags τ up to the end of the run, taken as the
   weights pass those steps (a few scalars each): MSD(t_w, τ) on a log grid from one trajectory (the
@@ -66,6 +68,7 @@ class Diffusion(Analysis):
             log.info("diffusion: %d parameters <= dims=%d: recording the weights exactly", d, dims)
         self.ring = torch.zeros(self.buffer, self.D, dtype=torch.float32, device=device)
         self.count = 0  # records taken so far (the ring holds the last min(count, buffer))
+        self.window_count = 0  # `count` when the window MSD was last measured
         self.origin = torch.zeros(self.D, dtype=torch.float64, device=device)
         self.previous = torch.zeros(self.D, dtype=torch.float64, device=device)
         self.distance_sq, self.path_length = 0.0, 0.0
@@ -141,7 +144,9 @@ class Diffusion(Analysis):
         s: Dict[str, float] = {f"{PREFIX}/distance_sq": self.distance_sq, f"{PREFIX}/path_length": self.path_length,
                                f"{PREFIX}/dims": float(self.D), f"{PREFIX}/projected": float(self.projected)}
         arrays: Dict[str, np.ndarray] = {}
-        win = self.window()
+        win = None
+        if self.count - self.window_count >= self.buffer or step == self.steps:  # a new window
+            win, self.window_count = self.window(), self.count
         if win is not None:
             s[f"{PREFIX}/window_gamma"] = win[2]
             arrays[f"{PREFIX}/window_msd"] = win[1]
@@ -191,11 +196,13 @@ class Diffusion(Analysis):
     def state_dict(self) -> Dict:
         return {**super().state_dict(), "ring": self.ring.cpu(), "count": self.count, "origin": self.origin.cpu(),
                 "previous": self.previous.cpu(), "distance_sq": self.distance_sq, "path_length": self.path_length,
-                "refs": self.refs.cpu(), "curves": [torch.from_numpy(c) for c in self.curves]}
+                "refs": self.refs.cpu(), "curves": [torch.from_numpy(c) for c in self.curves],
+                "window_count": self.window_count}
 
     def load_state_dict(self, state: Dict) -> None:
         super().load_state_dict(state)
         for name in ("ring", "origin", "previous", "refs"):
             getattr(self, name).copy_(state[name])
         self.count, self.distance_sq, self.path_length = state["count"], state["distance_sq"], state["path_length"]
+        self.window_count = state["window_count"]
         self.curves = [c.numpy().copy() for c in state["curves"]]
