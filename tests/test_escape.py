@@ -32,7 +32,7 @@ def white_sigma(lr: float, ratio: float, barrier: float = 1.0) -> float:
     return math.sqrt(2.0 * barrier / (lr * ratio))
 
 
-@pytest.mark.parametrize("ratio", [3, pytest.param(4, marks=pytest.mark.slow), pytest.param(5, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("ratio", [3, 4, 5])  # 1-3 s each on 2 idle cores
 def test_double_well_white_noise_matches_kramers(tmp_path, ratio):
     # η U''min = 0.16: the discrete-time excess over Kramers measured 8-9% at ΔL/T = 3 and 5.
     # 400 replicas put the exponential MLE's 95% interval at about ±10%, inside the 20% tolerance.
@@ -193,4 +193,9 @@ def test_batched_equals_looped_on_a_network_with_sgd(tmp_path, trained):
                     "task.tail_batches=0", "task.sharpness_probes=0"]
     escape_run(tmp_path / "batched", common)
     escape_run(tmp_path / "looped", common + ["task.replica_chunk=1"])
-    assert read_csv(tmp_path / "batched") == read_csv(tmp_path / "looped")  # every value, bit for bit
+    batched, looped = read_csv(tmp_path / "batched"), read_csv(tmp_path / "looped")
+    # the escape steps exactly; the losses at exit up to float32 rounding (a batched matmul sums in
+    # another order than the same product for one replica)
+    assert [(r["replica"], r["escaped"], r["step"]) for r in batched] == [(r["replica"], r["escaped"], r["step"]) for r in looped]
+    for b, l in zip(batched, looped):
+        assert all(math.isclose(float(b[k]), float(l[k]), rel_tol=1e-6) for k in b), (b, l)
