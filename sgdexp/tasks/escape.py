@@ -26,6 +26,7 @@ from sgdexp.errors import ConfigError
 from sgdexp.models.landscapes import Landscape, build_landscape
 from sgdexp.optim import build_optimizer
 from sgdexp.replicas import LandscapeObjective, NetworkObjective, ReplicaNoise, StackedObjective
+from sgdexp.rundir import load_checkpoint_checked, read_checkpoint_config
 from sgdexp.schedules import lr_factor_fn
 from sgdexp.seeding import derive_seed
 from sgdexp.tasks import TASKS
@@ -49,13 +50,14 @@ def _checkpoint_path(init_from: str) -> Path:
 
 
 def load_minimum(cfg: DictConfig, setup: Setup) -> None:
-    """Load θ* from `task.init_from` into `setup.model`; a run of another model or dataset is a ConfigError."""
+    """Load θ* from `task.init_from` into `setup.model`: a run of another model or dataset is a
+    ConfigError (its config is read first), the tensors then go through the shape check every
+    checkpoint load shares (`sgdexp.rundir.load_checkpoint_checked`, weights_only)."""
     path = _checkpoint_path(cfg.task.init_from)
     try:
-        state = torch.load(path, map_location=setup.device, weights_only=True)
+        saved, _ = read_checkpoint_config(path)
     except Exception as err:  # a file that is not a checkpoint
         raise ConfigError("task.init_from", cfg.task.init_from, f"a checkpoint written by sgdexp ({type(err).__name__})") from None
-    saved = state.get("config", {}) if isinstance(state, dict) else {}
     for group in ("model", "dataset"):
         ours = OmegaConf.to_container(cfg[group], resolve=True)
         if saved.get(group) != ours:
@@ -63,7 +65,7 @@ def load_minimum(cfg: DictConfig, setup: Setup) -> None:
             raise ConfigError("task.init_from", cfg.task.init_from,
                               f"a run with the same {group} ({group}={ours.get('name')} as configured); "
                               f"this one has {group}={theirs} {saved.get(group)}")
-    setup.model.load_state_dict(state["model"])
+    load_checkpoint_checked(path, setup.model, key="task.init_from", map_location=setup.device)
 
 
 def pretrain(cfg: DictConfig, out_dir: Path, group: Optional[str]) -> Setup:
