@@ -27,7 +27,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -200,12 +200,16 @@ def sweep_fits(multirun_dir: Union[str, Path], select: Optional[Dict[str, object
     return result
 
 
-def survival_figure(curves: Dict[str, KaplanMeier], budget: Optional[float] = None) -> Figure:
-    """Kaplan-Meier curves (P(no escape by step t)) with their Greenwood bands, one per label;
-    `budget`: a dotted line at the step budget, where the curves are censored."""
+def survival_figure(curves: Union[Dict[str, KaplanMeier], Sequence[Tuple[Optional[str], KaplanMeier, str]]],
+                    budget: Optional[float] = None) -> Figure:
+    """Kaplan-Meier curves (P(no escape by step t)) with their Greenwood bands: `curves` is label ->
+    curve (colours C0, C1, ...) or a list of (label or None, curve, colour) (the report's sweeps:
+    one colour and one legend entry per group of jobs); `budget`: a dotted line at the step budget,
+    where the curves are censored."""
+    if isinstance(curves, dict):
+        curves = [(label, km, f"C{i % 10}") for i, (label, km) in enumerate(curves.items())]
     fig, ax = new_figure()
-    for i, (label, km) in enumerate(curves.items()):
-        color = f"C{i}"
+    for label, km, color in curves:
         ax.step(km.times, km.survival, where="post", color=color, label=label)
         ax.fill_between(km.times, km.lower, km.upper, step="post", color=color, alpha=0.2, linewidth=0)
     if budget is not None:
@@ -213,8 +217,8 @@ def survival_figure(curves: Dict[str, KaplanMeier], budget: Optional[float] = No
     ax.set_xlabel("step t")
     ax.set_ylabel("P(no escape by t)")
     ax.set_ylim(0, 1.02)
-    ax.set_title(f"Survival (Kaplan-Meier, {round(100 * next(iter(curves.values())).confidence) if curves else 95}% band)")
-    if curves:
+    ax.set_title(f"Survival (Kaplan-Meier, {round(100 * curves[0][1].confidence) if curves else 95}% band)")
+    if ax.get_legend_handles_labels()[1]:
         ax.legend(fontsize="small")
     return fig
 

@@ -122,34 +122,122 @@ def test_report_of_nothing_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("sgdexp.report: error:")
 
 
-def test_sweep_overlays_each_jobs_curves_one_colour_per_group(tmp_path):
-    """MSD, variance against curvature and SGN autocorrelation of every job in one axes each, the
-    groups (jobs that differ only by seed) in one colour with one legend entry."""
+def fake_job(d, overrides, rows=(), arrays=None, summary=None, escape=None):
+    """A job directory as sgdexp writes it: Hydra's overrides, metrics.jsonl, arrays.jsonl,
+    summary.json and escape.csv (each only where given)."""
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if rows:
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if arrays:
+        (d / "arrays.jsonl").write_text(json.dumps(arrays) + "\n")
+    if summary:
+        (d / "summary.json").write_text(json.dumps(summary))
+    if escape:
+        (d / "escape.csv").write_text("replica,escaped,step,loss,distance\n"
+                                      + "".join(f"{i},{e},{t},1.0,1.0\n" for i, (e, t) in enumerate(escape)))
+    return d
+
+
+LAYERS = ["1.weight", "1.bias", "3.weight"]
+
+
+@pytest.fixture
+def curve_sweep(tmp_path):
+    """Batch size 8 and 128 × two seeds with known curves (MSD ∝ τ^γ, γ = 1 for B = 8 and 1.5 for
+    B = 128; α per layer falling with the step), one diverged job and one that left only Hydra's files."""
+    tau = np.array([1.0, 2, 4, 8, 16, 32])
+    for job, (batch, seed) in enumerate([(8, 0), (8, 1), (128, 0), (128, 1)]):
+        gamma = 1.0 if batch == 8 else 1.5
+        rows = [{"step": s, "train/loss": 2.0 / (s + 1 + seed), "test/loss": 2.1 / (s + 1),
+                 "noise_stats/alpha_pooled_standardized": 1.8 - s / 1000,
+                 **{f"noise_stats/alpha/{layer}/median": 1.9 - k / 10 - s / 1000 for k, layer in enumerate(LAYERS)},
+                 "noise_memory/hurst_whittle/median": 0.5 + batch / 1000,
+                 **{f"noise_memory/hurst_whittle/{layer}/median": 0.5 for layer in LAYERS}} for s in range(0, 101, 20)]
+        arrays = {"step": 100, "diffusion/tw0/lags": tau.tolist(), "diffusion/tw0/msd": (0.1 * tau ** gamma).tolist(),
+                  "diffusion/tw0/gamma_local": [gamma] * 6, "curvature/window_eigenvalues": [4.0, 1.0, 0.1],
+                  "curvature/weight_variance": [0.01, 0.02, 0.1 / (job + 1)], "curvature/variance_ratio": [1.0, 0.5, 0.1],
+                  "curvature/relaxation_steps": [2.5, 10.0, 100.0], "noise_memory/autocorrelation": [1.0, -0.1, 0.0],
+                  "noise_memory/hurst_whittle": [0.4, 0.5, 0.6]}
+        fake_job(tmp_path / str(job), [f"noise.batch_size={batch}", f"seed={seed}"], rows, arrays,
+                 {"status": "completed", "step": 100}, escape=[(True, 10 * (job + 1)), (False, 100), (True, 50)])
+    fake_job(tmp_path / "4", ["noise.batch_size=1024", "seed=0"], [{"step": 0, "train/loss": 3.0}, {"step": 20}],
+             summary={"status": "diverged", "step": 20, "diverged_step": 20})
+    fake_job(tmp_path / "5", ["noise.batch_size=2048", "seed=0"])
+    return tmp_path
+
+
+def _drawn(ax, marker="o"):
+    return [line for line in ax.get_lines() if line.get_marker() == marker]
+
+
+def test_sweep_overlays_each_jobs_curves_one_colour_per_group(curve_sweep):
+    """Every per-run curve of every job in one axes per kind, the jobs that differ only by seed in one
+    colour with one legend entry labelled by the swept key; MSD's legend gives the fitted exponents."""
+    kind, runs = find_runs(curve_sweep)
+    figures = run_figures(runs)
+    assert set(figures) >= {"training", "noise_stats", "alpha_through_training", "noise_memory",
+                            "hurst_whittle_through_training", "msd", "memory_curves", "variance_vs_curvature",
+                            "escape_survival"}
+    # training curves: one line per job with data (the diverged one too), one colour per group
+    train = figures["training"].axes[0]
+    assert train.get_title() == "train/loss" and len(train.get_lines()) == 5
+    assert len({line.get_color() for line in train.get_lines()}) == 3
+    legend = [t.get_text() for t in figures["training"].legends[0].get_texts()]
+    assert legend == ["noise.batch_size=8", "noise.batch_size=128", "noise.batch_size=1024"]
+    # per-layer α through training: a panel per layer, a line per job that measured it
+    alpha = [ax for ax in figures["alpha_through_training"].axes if ax.get_visible()]
+    assert [ax.get_title() for ax in alpha] == LAYERS and all(len(ax.get_lines()) == 4 for ax in alpha)
+    np.testing.assert_allclose(alpha[2].get_lines()[0].get_ydata(), [1.7 - s / 1000 for s in range(0, 101, 20)])
+    assert "noise_stats/alpha_pooled_standardized" == figures["noise_stats"].axes[0].get_title()
+    # MSD: a curve per job, the exponent fitted below and above the crossover in the legend
+    msd_axes = figures["msd"].axes[0]
+    assert len(_drawn(msd_axes)) == 4 and len({line.get_color() for line in _drawn(msd_axes)}) == 2
+    legend = [t.get_text() for t in figures["msd"].legends[0].get_texts()]
+    assert legend == ["noise.batch_size=8: γ 1.00 → 1.00", "noise.batch_size=128: γ 1.50 → 1.50"]
+    assert len(_drawn(figures["variance_vs_curvature"].axes[1])) == 4
+    assert len(figures["memory_curves"].axes[0].get_lines()) == 4 + 1  # four jobs and the zero line
+    assert len(figures["memory_curves"].axes[1].containers) == 4  # each job's Hurst median and quartiles
+    # survival: a Kaplan-Meier curve per job, a legend entry per group with its escapes
+    survival = figures["escape_survival"].axes[0]
+    assert len(survival.get_lines()) == 4 and len(survival.collections) == 4
+    assert [t.get_text() for t in survival.get_legend().get_texts()] == [
+        "noise.batch_size=8 (4/6 escaped, 2 jobs)", "noise.batch_size=128 (4/6 escaped, 2 jobs)"]
+    # the report: every figure's section, the failed and diverged jobs in the table, files that exist
+    html = assert_self_contained(build_report(curve_sweep))
+    headings = re.findall(r"<h2>(.*?)</h2>", html)
+    assert {"Jobs", "Training", "Alpha through training", "Msd", "Escape survival", "Variance vs curvature"} <= set(headings)
+    jobs = html.split("<h2>Jobs</h2>")[1].split("</table>")[0]
+    assert jobs.count("<tr") == 1 + 6 and jobs.count('class="bad"') == 2
+    pngs = sorted((curve_sweep / "figures").glob("*.png"))
+    assert {p.stem for p in pngs} == set(figures) and html.count("data:image/png;base64,") == len(pngs)
+
+
+def test_a_large_sweep_is_drawn_as_small_multiples(tmp_path):
+    """More than MAX_LINES groups: one panel per value of the swept key that leaves the fewest panels
+    (each at most MAX_LINES groups), else chunks of groups; each figure's section keeps its heading."""
+    from sgdexp.report.build import figure_files
+    from sgdexp.report.figures import MAX_LINES, panels
     from sgdexp.report.loading import load_run
 
-    tau = np.array([1.0, 2, 4, 8, 16, 32])
-    runs = []
-    for job, (batch, seed) in enumerate([(8, 0), (8, 1), (128, 0)]):
-        d = tmp_path / str(job)
-        (d / ".hydra").mkdir(parents=True)
-        (d / ".hydra" / "overrides.yaml").write_text(f"- noise.batch_size={batch}\n- seed={seed}\n")
-        (d / "metrics.jsonl").write_text(json.dumps({"step": 0, "train/loss": 1.0}) + "\n")
-        arrays = {"step": 100, "diffusion/tw0/lags": tau.tolist(), "diffusion/tw0/msd": (0.1 * tau ** (1 + job / 4)).tolist(),
-                  "diffusion/tw0/gamma_local": [1.0] * 6, "curvature/window_eigenvalues": [4.0, 1.0, 0.1],
-                  "curvature/weight_variance": [0.01, 0.02, 0.1 / (job + 1)], "curvature/variance_ratio": [1.0, 0.5, 0.1],
-                  "curvature/relaxation_steps": [2.5, 10.0, 100.0], "noise_memory/autocorrelation": [1.0, -0.1, 0.0]}
-        (d / "arrays.jsonl").write_text(json.dumps(arrays) + "\n")
-        (d / "summary.json").write_text(json.dumps({"status": "completed", "step": 100}))
-        runs.append(load_run(d))
-    figures = run_figures(runs)
-    msd_axes = figures["msd"].axes[0]
-    assert len([line for line in msd_axes.get_lines() if line.get_marker() == "o"]) == 3  # one curve per job
-    colours = {line.get_color() for line in msd_axes.get_lines() if line.get_marker() == "o"}
-    assert len(colours) == 2  # the two seeds of B = 8 share theirs
-    legend = [t.get_text() for t in figures["msd"].legends[0].get_texts()]
-    assert legend == ["noise.batch_size=8", "noise.batch_size=128"]
-    ratio_axes = figures["variance_vs_curvature"].axes[1]
-    assert len([line for line in ratio_axes.get_lines() if line.get_marker() == "o"]) == 3
-    assert len(figures["memory_curves"].axes[0].get_lines()) == 3 + 1  # three jobs and the zero line
-    html = assert_self_contained(build_report(tmp_path))
-    assert "Msd" in html and "Variance vs curvature" in html
+    jobs = []
+    for job, (lr, batch) in enumerate((lr, b) for lr in (0.01, 0.1, 1.0) for b in (2, 4, 8, 16, 32)):
+        rows = [{"step": s, "train/loss": lr * batch / (s + 1)} for s in (0, 10, 20)]
+        jobs.append(load_run(fake_job(tmp_path / "grid" / str(job), [f"optimizer.lr={lr}", f"noise.batch_size={batch}"],
+                                      rows, summary={"status": "completed", "step": 20})))
+    split = panels(jobs, max_lines=12)
+    assert [title for title, _ in split] == ["optimizer.lr=0.01", "optimizer.lr=0.1", "optimizer.lr=1.0"]
+    assert [len(members) for _, members in split] == [5, 5, 5]
+    assert [title for title, _ in panels(jobs, max_lines=4)] == [f"noise.batch_size={b}" for b in (2, 4, 8, 16, 32)]
+    chunks = panels(jobs, max_lines=2)  # no key leaves two groups or fewer per panel
+    assert [title for title, _ in chunks] == [f"settings {i}–{i + 1} of 15" for i in range(1, 14, 2)] + ["setting 15 of 15"]
+    assert [r.name for _, members in chunks for r in members] == [r.name for r in jobs]
+    assert panels(jobs[:MAX_LINES]) == [("", jobs[:MAX_LINES])]
+    files = figure_files(jobs, tmp_path / "figs")
+    assert [panel for panel, _ in files["training"]] == [title for title, _ in split]
+    for (_, members), (_, png) in zip(split, files["training"]):
+        assert png.is_file()
+    fig = run_figures(split[0][1])["training"]
+    assert len(fig.axes[0].get_lines()) == 5 and len(fig.legends[0].get_texts()) == 5
+    html = assert_self_contained(build_report(tmp_path / "grid"))
+    assert html.count("<h2>Training</h2>") == 1 and html.count("<h3>optimizer.lr=") == 3

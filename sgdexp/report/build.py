@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import statistics
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from sgdexp.report import html as H
-from sgdexp.report.figures import run_figures
+from sgdexp.report.figures import panels, run_figures
 from sgdexp.report.loading import Run, find_runs, swept_keys
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,26 @@ def sweep_fits_section(path: Path, fig_dir: Path) -> Optional[str]:
     return html
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_")
+
+
+def figure_files(runs: Sequence[Run], fig_dir: Path) -> Dict[str, List[Tuple[str, Path]]]:
+    """Draw and save every figure (`run_figures`) of a run or a sweep: figure name -> [(panel, PNG)],
+    one panel ("") unless the sweep has more than MAX_LINES groups of jobs, then one figure per panel
+    of `panels` (`msd__noise.name=sgd.png`). The report's figure manifest."""
+    from sgdexp.plotting import save_figure
+
+    files: Dict[str, List[Tuple[str, Path]]] = {}
+    for panel, members in panels(runs):
+        for name, fig in run_figures(members).items():
+            if panel:
+                fig.suptitle(f"{fig.get_suptitle()}: {panel}" if fig.get_suptitle() else panel)
+            png = save_figure(fig, fig_dir / (f"{name}__{_slug(panel)}.png" if panel else f"{name}.png"))
+            files.setdefault(name, []).append((panel, png))
+    return files
+
+
 def build_report(path: Path, out_dir: Optional[Path] = None) -> Path:
     """Write `figures/*.png` and `report.html` into `out_dir` (default: `path`); return the HTML's path."""
     path = Path(path).resolve()
@@ -92,9 +113,7 @@ def build_report(path: Path, out_dir: Optional[Path] = None) -> Path:
     out_dir = Path(out_dir).resolve() if out_dir else path
     fig_dir = out_dir / FIGURES if kind == "sweep" else out_dir / "report_figures"
     # A run's own figures/ are the ones its Tracker logged to W&B; the report's go beside them.
-    from sgdexp.plotting import save_figure
-
-    pngs = {name: save_figure(fig, fig_dir / f"{name}.png") for name, fig in run_figures(runs).items()}
+    figures = figure_files(runs, fig_dir)
     keys = headline_keys(runs)
     sections = []
     if kind == "sweep":
@@ -122,8 +141,9 @@ def build_report(path: Path, out_dir: Optional[Path] = None) -> Path:
         shown = {k: run.summary.get(k) for k in ["status", "step", *keys, "wall_time_s", "error", "diverged_step"]
                  if k in run.summary}
         sections.append(("Summary", H.key_values(shown)))
-    for name, png in pngs.items():
-        sections.append((name.replace("_", " ").capitalize(), H.image(png)))
+    for name, files in figures.items():
+        body = "".join((f"<h3>{H.esc(panel)}</h3>\n" if panel else "") + H.image(png) for panel, png in files)
+        sections.append((name.replace("_", " ").capitalize(), body))
     report = out_dir / REPORT
     report.write_text(H.page(f"sgdexp report: {path.name}", sections, intro))
     return report
