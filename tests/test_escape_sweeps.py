@@ -132,3 +132,28 @@ def test_one_line_per_group_of_what_else_the_sweep_varies(tmp_path):
     assert len(sweep.members["inverse_sharpness | noise=sgd noise.batch_size=10"]) == 3
     fig = fits_figure(sweep)
     assert len(fig.axes) == 2 and len(fig.axes[0].get_legend().get_texts()) == 6
+
+
+def test_the_report_and_the_fits_read_the_same_jobs(tmp_path):
+    """One reader of multirun directories (`report.loading.job_dirs`): jobs in job-number order (10
+    after 9), at any depth, an escape job's `pretrain/` run part of its job, hidden folders skipped;
+    the report's job table and `sweep_fits` list the same jobs."""
+    from sgdexp.report.loading import find_runs, job_dirs
+
+    for num in range(11):
+        _job(tmp_path, num, {"name": "sgd", "batch_size": 4 + num}, 0.5, _escape_summary(math.exp(0.1 * num)))
+        OmegaConf.save(OmegaConf.create([f"noise.batch_size={4 + num}"]), tmp_path / str(num) / ".hydra" / "overrides.yaml")
+    pretrain = tmp_path / "3" / "pretrain"
+    (pretrain / ".hydra").mkdir(parents=True)
+    (pretrain / "summary.json").write_text(json.dumps({"status": "completed"}))
+    _job(tmp_path / "more", 0, {"name": "sgd", "batch_size": 100}, 0.5)  # a sweep inside the sweep, still running
+    (tmp_path / ".submitit" / "0").mkdir(parents=True)
+    (tmp_path / ".submitit" / "0" / "summary.json").write_text("{}")
+
+    names = [str(p.relative_to(tmp_path)) for p in job_dirs(tmp_path)]
+    assert names == [str(n) for n in range(11)] + ["more/0"]
+    kind, runs = find_runs(tmp_path)
+    assert kind == "sweep" and [str(r.path.relative_to(tmp_path)) for r in runs] == names
+    sweep = sweep_fits(tmp_path)
+    assert [j.job for j in sweep.jobs] == names[:11] and list(sweep.excluded) == ["more/0"]
+    assert sweep.fits["batch_over_lr"].slope == pytest.approx(0.1 * 0.5) and sweep.fits["batch_over_lr"].n == 11

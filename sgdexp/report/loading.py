@@ -81,12 +81,11 @@ def _read_json(path: Path) -> Dict[str, Any]:
 
 
 def read_overrides(path: Path) -> List[str]:
-    file = path / ".hydra" / "overrides.yaml"
-    if not file.is_file():
-        return []
-    from omegaconf import OmegaConf
+    """A job's command-line overrides (`.hydra/overrides.yaml`, read by the tracker's own reader), less
+    Hydra's own (`hydra.sweep.dir=...`): what a report and the sweep fits tell jobs apart by."""
+    from sgdexp.tracking.wandb_run import job_overrides
 
-    return [str(o) for o in OmegaConf.load(file) if not str(o).startswith(("hydra.", "hydra/"))]
+    return [o for o in job_overrides(path) if not o.startswith(("hydra.", "hydra/"))]
 
 
 def read_escape_csv(path: Path) -> List[Dict[str, float]]:
