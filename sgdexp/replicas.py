@@ -3,7 +3,8 @@
 Parameters are stacked, (R, *shape) per tensor, and go through `torch.func.functional_call` under
 `vmap`; `torch.optim` steps the stacked tensors (its updates are elementwise, so momentum, weight
 decay and Adam stay per replica). Every random draw is counter-based: SplitMix64 words keyed by
-(replica key, counter), the replica key derived from (seed, stream, global replica index). Replica
+(replica key, counter), the replica key derived from (seed, stream, global replica index) (the
+keyed streams of `sgdexp.noise.generators`: `stream_keys`, `keyed_words`, `counter_seeds`). Replica
 r's minibatches and noise therefore do not depend on how many replicas run beside it or how they
 are chunked, and a resumed run recomputes the same draws from the step number alone.
 
@@ -22,7 +23,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from sgdexp.models.landscapes import Landscape
 from sgdexp.noise.generators import (
-    SPLITMIX64_GAMMA, fit_streaming_fgn, shift_right_logical, splitmix64_mix, symmetric_alpha_stable,
+    counter_seeds, fit_streaming_fgn, keyed_integers, keyed_words, stream_keys, symmetric_alpha_stable,
 )
 from sgdexp.seeding import derive_seed
 
@@ -30,26 +31,9 @@ Params = Dict[str, torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- keyed draws
-_STEP_GAMMA = 0x2545F4914F6CDD1D  # a second odd constant, so that counters and word indices never alias
-
-
-def _wrap(value: int) -> int:
-    """A Python int as the signed int64 with the same low 64 bits (torch adds modulo 2^64)."""
-    value &= (1 << 64) - 1
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
 def replica_keys(seed: int, stream: str, replicas: torch.Tensor) -> torch.Tensor:
     """One 64-bit key per global replica index (int64 tensor) for the named stream."""
-    return splitmix64_mix(replicas.to(torch.int64).mul(SPLITMIX64_GAMMA).add_(derive_seed(seed, stream)))
-
-
-def keyed_words(keys: torch.Tensor, counter: int, n: int) -> torch.Tensor:
-    """(R, n) SplitMix64 words: row r is the stream of key mix(keys[r] + (counter + 1)·γ'), so every
-    (replica, counter) pair has its own stream, computed for all replicas at once."""
-    step_keys = splitmix64_mix(keys + _wrap((counter + 1) * _STEP_GAMMA))
-    z = torch.arange(1, n + 1, dtype=torch.int64, device=keys.device).mul_(SPLITMIX64_GAMMA)
-    return splitmix64_mix(step_keys[:, None] + z)
+    return stream_keys(derive_seed(seed, stream), replicas)
 
 
 class ReplicaStreams:
@@ -77,9 +61,8 @@ class ReplicaStreams:
     def __call__(self, counter: int) -> torch.Tensor:
         index, row = divmod(counter, self.block)
         if index != self._index:
-            seeds = splitmix64_mix(self.keys + _wrap((index + 1) * _STEP_GAMMA)).bitwise_and_((1 << 63) - 1).tolist()
             blocks = []
-            for seed in seeds:  # one generator call per replica and block (see the class docstring)
+            for seed in counter_seeds(self.keys, index):  # one generator call per replica and block (see the class docstring)
                 self._generator.manual_seed(seed)
                 blocks.append(self.draw(self._generator, (self.block, self.n)))
             self._cache = torch.stack(blocks, dim=1).to(self.device)  # (block, R, n)
@@ -100,8 +83,7 @@ class ReplicaSampler:
 
     def batch(self, step: int) -> torch.Tensor:
         if self.name == "replacement":
-            words = keyed_words(self.keys, step, self.batch_size)
-            return shift_right_logical(words, 33) % self.n  # 31 random bits: bias below n / 2^31
+            return keyed_integers(self.keys, step, self.batch_size, self.n)
         epoch, position = divmod(step - 1, self.batches_per_epoch)
         if epoch != self._epoch:
             self._perm = keyed_words(self.keys, epoch, self.n).argsort(dim=1)

@@ -419,3 +419,22 @@ def test_sources_common_interface(name, dtype):
     twin.load_state_dict(state)
     g2.set_state(g_state)
     assert torch.equal(_draw(twin, 4), expected)
+
+
+def test_keyed_streams_depend_on_key_and_counter_alone():
+    """One stream per replica: an index's key does not depend on the other indices drawn with it; the
+    words of (key, counter) are SplitMix64 seeded with the counter's key, bit for bit; integers lie in
+    [0, high); the Generator seeds are 63-bit and differ by counter."""
+    from sgdexp.noise.generators import counter_keys, counter_seeds, keyed_integers, keyed_words, stream_keys
+
+    every = stream_keys(42, torch.arange(100))
+    some = stream_keys(42, torch.tensor([97, 3]))
+    assert some.tolist() == [every[97].item(), every[3].item()] and len(set(every.tolist())) == 100
+    words = keyed_words(some, 5, 40)
+    for row, key in zip(words.tolist(), counter_keys(some, 5).tolist()):
+        assert row == splitmix64_reference(key & (2**64 - 1), 40)
+    assert not torch.equal(words, keyed_words(some, 6, 40))
+    ints = keyed_integers(every, 0, 1000, 7)
+    assert ints.shape == (100, 1000) and ints.min() == 0 and ints.max() == 6
+    seeds = counter_seeds(some, 0) + counter_seeds(some, 1)
+    assert all(0 <= s < 2**63 for s in seeds) and len(set(seeds)) == 4

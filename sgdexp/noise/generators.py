@@ -9,6 +9,13 @@ One-shot samplers
     * :func:`symmetric_alpha_stable` -- symmetric alpha-stable variates (Chambers--Mallows--Stuck).
     * :func:`splitmix64` -- counter-based 64-bit random words (the SαS sampler's bits).
 
+Keyed streams (one stream per replica, stateless: a draw is a function of (key, counter) alone)
+    * :func:`stream_keys` -- one 64-bit key per index (a global replica number) from a base key.
+    * :func:`keyed_words` / :func:`keyed_integers` -- (R, n) words / integers of every key's stream
+      at one counter (a step or an epoch), all keys at once.
+    * :func:`counter_seeds` -- one 63-bit ``torch.Generator`` seed per key and counter, for draws
+      torch makes faster than our own words (``sgdexp.replicas.ReplicaStreams``).
+
 Stateful sources (one step per :meth:`NoiseSource.sample` call, checkpointable)
     * :class:`WhiteNoise` -- i.i.d. N(0, 1).
     * :class:`StableNoise` -- i.i.d. SαS.
@@ -57,6 +64,11 @@ __all__ = [
     "symmetric_alpha_stable",
     "splitmix64",
     "splitmix64_mix",
+    "stream_keys",
+    "counter_keys",
+    "counter_seeds",
+    "keyed_words",
+    "keyed_integers",
     "shift_right_logical",
     "SPLITMIX64_GAMMA",
 ]
@@ -277,8 +289,7 @@ def shift_right_logical(x: torch.Tensor, k: int) -> torch.Tensor:
 
 def splitmix64_mix(z: torch.Tensor) -> torch.Tensor:
     """SplitMix64's output function on int64 words (a bijection of 64-bit words): with keys spaced
-    by SPLITMIX64_GAMMA it makes counter-based streams (`splitmix64`; `sgdexp.replicas` keys one
-    stream per replica and step with it)."""
+    by SPLITMIX64_GAMMA it makes counter-based streams (`splitmix64`, and the keyed streams below)."""
     z = (z ^ shift_right_logical(z, 30)).mul_(_MIX1)
     z = (z ^ shift_right_logical(z, 27)).mul_(_MIX2)
     return z ^ shift_right_logical(z, 31)
@@ -296,6 +307,46 @@ def splitmix64(key: torch.Tensor, n: int) -> torch.Tensor:
     about 2n / 2^63.
     """
     return splitmix64_mix(torch.arange(1, n + 1, dtype=torch.int64, device=key.device).mul_(SPLITMIX64_GAMMA).add_(key))
+
+
+# ----------------------------------------------------------------------------- keyed streams
+COUNTER_GAMMA = 0x2545F4914F6CDD1D  # a second odd constant, so that counters and word indices never alias
+
+
+def _wrap64(value: int) -> int:
+    """A Python int as the signed int64 with the same low 64 bits (torch adds modulo 2^64)."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def stream_keys(base_key: int, indices: torch.Tensor) -> torch.Tensor:
+    """One 64-bit key (int64) per index: mix(index·γ + base_key). With a base key per seed and purpose
+    (`sgdexp.seeding.derive_seed`), each index (a global replica number) has its own stream, whatever
+    other indices are drawn beside it."""
+    return splitmix64_mix(indices.to(torch.int64).mul(SPLITMIX64_GAMMA).add_(base_key))
+
+
+def counter_keys(keys: torch.Tensor, counter: int) -> torch.Tensor:
+    """mix(key + (counter + 1)·γ′) for each key: one key per (stream, counter)."""
+    return splitmix64_mix(keys + _wrap64((counter + 1) * COUNTER_GAMMA))
+
+
+def counter_seeds(keys: torch.Tensor, counter: int) -> list:
+    """One 63-bit seed per key for ``torch.Generator.manual_seed``, a function of (key, counter) alone."""
+    return counter_keys(keys, counter).bitwise_and_((1 << 63) - 1).tolist()
+
+
+def keyed_words(keys: torch.Tensor, counter: int, n: int) -> torch.Tensor:
+    """(R, n) SplitMix64 words: row r is the stream (:func:`splitmix64`) keyed by
+    ``counter_keys(keys, counter)[r]``, so every (key, counter) pair has its own n words, computed for
+    all keys at once."""
+    z = torch.arange(1, n + 1, dtype=torch.int64, device=keys.device).mul_(SPLITMIX64_GAMMA)
+    return splitmix64_mix(counter_keys(keys, counter)[:, None] + z)
+
+
+def keyed_integers(keys: torch.Tensor, counter: int, n: int, high: int) -> torch.Tensor:
+    """(R, n) integers in [0, high) from :func:`keyed_words` (31 random bits each: bias below high / 2^31)."""
+    return shift_right_logical(keyed_words(keys, counter, n), 33) % high
 
 
 def _draw_key(generator: Optional[torch.Generator], device) -> torch.Tensor:
