@@ -264,7 +264,7 @@ def memory_curves(runs: Sequence[Run]) -> Optional[Figure]:
         if acf is not None:
             axes[0].plot(range(len(acf)), acf, marker=".", lw=1, color=colour, label=_first(seen, group))
     axes[0].axhline(0, color="grey", lw=0.8)
-    axes[0].set(title="SGN autocorrelation", xlabel="lag (steps)")
+    axes[0].set(title="SGN autocorrelation" + _left_out(runs), xlabel="lag (steps)")
     methods: List[str] = []
     for j, (run, group, colour, arrays) in enumerate(found):
         hurst = {k.split("hurst_", 1)[1]: np.asarray(v, float) for k, v in arrays.items() if "/hurst_" in k}
