@@ -4,11 +4,14 @@
 
 For each model in MODELS, a run without analyses and one with each entry of ANALYSES (default
 schedule, `--steps` steps: 1000 as `python -m sgdexp`), `logger=none`; the cost is (t_with − t_without) /
-t_without from `summary.json`'s `wall_time_s`, fastest of `--repeats` runs. curvature's default
-schedule measures the end of the run and every 10000 steps from step 10000: a 1000-step run pays one
-measurement, whose cost is fixed, so the script also prints what that measurement costs in training
-steps and the fraction it would be at the default schedule in a run of 10⁵ steps (projected from the
-measured figures; `--steps 20000` measures a longer run directly). Add an analysis by
+t_without from `summary.json`'s `wall_time_s`, the median over `--repeats` repeats, each of which
+runs them all back to back. curvature's default schedule measures the end of the run and every 10000
+steps from step 10000: a 1000-step run pays one measurement, whose cost is fixed, so the script also
+prints what that measurement costs in training steps and the fractions at the default schedules in
+runs of 10⁴ and 10⁵ steps (projected from the measured figures; `--steps 20000` measures a longer
+run directly). Both from whole runs and from the analyses' own calls, which the training loop times
+(`analysis_time_s/<name>` in summary.json): the second is steadier on a shared machine, the first
+includes what an analysis costs training indirectly (caches it evicts). Add an analysis by
 adding a line to ANALYSES (its overrides), a model by adding one to MODELS. `--quick`: one repeat and
 a smaller ResNet (depth 8, width 8), so the ResNet figure is a lower bound there.
 """
@@ -16,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -38,11 +42,14 @@ MODELS: Dict[str, List[str]] = {
 QUICK_MODELS: Dict[str, List[str]] = {"resnet": ["model=resnet", "model.depth=8", "model.width=8"]}
 
 
-def wall_time(overrides: List[str], steps: int) -> float:
+def wall_time(overrides: List[str], steps: int) -> Tuple[float, float]:
+    """(the run's wall time, its analyses' own share: their timed calls over the rest of the run)."""
     with tempfile.TemporaryDirectory() as tmp:
         run_task(compose_config(["device=cpu", "logger=none", "trainer.progress=false", "trainer.figures=false",
                                  f"trainer.steps={steps}", *overrides]), Path(tmp))
-        return json.loads((Path(tmp) / "summary.json").read_text())["wall_time_s"]
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+    own = sum(v for k, v in summary.items() if k.startswith("analysis_time_s/"))
+    return summary["wall_time_s"], own / (summary["wall_time_s"] - own)
 
 
 def main() -> None:
@@ -61,23 +68,35 @@ def main() -> None:
           f"cost = extra wall time / plain run")
     for model in args.models.split(","):
         model_overrides = QUICK_MODELS.get(model, MODELS[model]) if args.quick else MODELS[model]
-        base = min(wall_time(model_overrides, steps) for _ in range(repeats))
-        print(f"{model:8s} plain run            {base:8.2f} s")
-        extra = {}
-        for name, overrides in ANALYSES.items():
-            t = min(wall_time(model_overrides + overrides, steps) for _ in range(repeats))
-            extra[name] = t - base
-            print(f"{model:8s} + {name:18s} {t:8.2f} s   cost {100 * (t - base) / base:6.1f}%")
+        # Repeats interleave the plain run with each analysis run, and a cost is the median over
+        # repeats of (t_with - t_plain) / t_plain of one repeat: on a shared VM the wall time of a
+        # 0.5 s run drifts by +-20% between minutes, and a pair taken together shares the drift.
+        plain: List[float] = []
+        times: Dict[str, List[Tuple[float, float]]] = {name: [] for name in ANALYSES}
+        for _ in range(repeats):
+            plain.append(wall_time(model_overrides, steps)[0])
+            for name, overrides in ANALYSES.items():
+                times[name].append(wall_time(model_overrides + overrides, steps))
+        base = statistics.median(plain)
+        print(f"{model:8s} plain run            {base:8.2f} s (median; {min(plain):.2f}-{max(plain):.2f})")
+        extra, own_extra = {}, {}
+        for name, runs in times.items():
+            cost = statistics.median((t - p) / p for (t, _), p in zip(runs, plain))
+            own = statistics.median(o for _, o in runs)
+            extra[name], own_extra[name] = cost * base, own * base
+            print(f"{model:8s} + {name:18s} {statistics.median(t for t, _ in runs):8.2f} s   cost {100 * cost:6.1f}%"
+                  f"   (its own calls, timed in the loop: {100 * own:5.1f}%)")
         if steps < 10000:  # one curvature measurement (at the end), and diffusion's cost per step
-            step_time, measurement = base / steps, extra["curvature"]
-            per_step = extra["diffusion"] / steps
-            long = 100_000
-            projected = (long // 10000 * measurement + long * per_step) / (long * step_time)
-            print(f"{model:8s} one curvature measurement {measurement:.2f} s = {measurement / step_time:.0f} training "
-                  f"steps; projected for a {long}-step run at the default schedules: curvature "
-                  f"{100 * long // 10000 * measurement / (long * step_time):.1f}%, diffusion "
-                  f"{100 * per_step / step_time:.1f}%, together {100 * projected:.1f}%")
-
+            for label, costs in (("whole runs", extra), ("own calls", own_extra)):
+                step_time, measurement = base / steps, costs["curvature"]
+                diffusion = costs["diffusion"] / steps / step_time
+                for long in (10_000, 100_000):
+                    measurements = 1 + (long - 1) // 10000  # the end, and every 10000 steps before it
+                    curvature = measurements * measurement / (long * step_time)
+                    print(f"{model:8s} projected ({label}) for a {long}-step run at the default schedules: "
+                          f"curvature {100 * curvature:.1f}% ({measurements} measurement(s) of {measurement:.2f} s = "
+                          f"{measurement / step_time:.0f} training steps), diffusion {100 * diffusion:.1f}%, "
+                          f"together {100 * (curvature + diffusion):.1f}%")
 
 if __name__ == "__main__":
     main()

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
+from omegaconf import OmegaConf
 
 from conftest import kill_after_checkpoint, train_run
+from sgdexp.analysis.diffusion import Diffusion
+from sgdexp.stats import msd
 from sgdexp.tracking import read_metrics
 
 SMALL = ["model.widths=[32]", "dataset.subset=512", "trainer.eval_every=100", "trainer.log_every=20",
@@ -20,12 +25,13 @@ def last_arrays(run_dir) -> dict:
 
 
 def test_projected_msd_agrees_with_exact(tmp_path):
-    # 2410 parameters: stored exactly with dims=4096, projected to 2048 numbers with dims=2048
+    # 2410 parameters: stored exactly with dims=4096, projected to 2039 numbers (the largest prime
+    # <= 2048) with dims=2048
     steps = ["trainer.steps=200", "trainer.checkpoint_every=0"]
     exact = train_run(tmp_path / "exact", SMALL + steps + ["analysis.diffusion.dims=4096"])
     projected = train_run(tmp_path / "projected", SMALL + steps + ["analysis.diffusion.dims=2048"])
     assert exact["diffusion/projected"] == 0 and exact["diffusion/dims"] == 2410
-    assert projected["diffusion/projected"] == 1 and projected["diffusion/dims"] == 2048
+    assert projected["diffusion/projected"] == 1 and projected["diffusion/dims"] == 2039
     a, b = last_arrays(tmp_path / "exact"), last_arrays(tmp_path / "projected")
     for key in ("diffusion/tw0/msd", "diffusion/tw50/msd", "diffusion/window_msd"):
         np.testing.assert_allclose(b[key], a[key], rtol=0.05, err_msg=key)
@@ -56,3 +62,37 @@ def test_diffusion_leaves_training_unchanged_and_resumes_exactly(tmp_path, monke
     train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
     for name in ("metrics.jsonl", "arrays.jsonl"):
         assert read_metrics(tmp_path / "killed" / name) == read_metrics(tmp_path / "full" / name)
+
+
+@pytest.mark.parametrize("dims", [64, 4])  # exact (3 + 5 parameters) and projected
+def test_path_length_and_distance_follow_the_recorded_weights(dims):
+    # a known trajectory through a 16-record ring that wraps between measurements (measured at 11 and
+    # 57 only; records staged and folded in blocks): the path length, summed from the ring in blocks,
+    # is Σ‖θ_t − θ_{t−1}‖ of the records
+    steps = 57
+    params = [torch.zeros(3), torch.zeros(5)]
+    source = SimpleNamespace(dim=8, params=params, data=SimpleNamespace(x_train=torch.zeros(1)))
+    cfg = OmegaConf.create({"name": "diffusion", "start": 0, "every": 1, "log_every": 1000, "dims": dims,
+                            "buffer": 16, "waiting_times": [0], "lags": 5})
+    analysis = Diffusion(cfg, source, None, seed=3, steps=steps)
+    walk = torch.randn(steps + 1, 8, generator=torch.Generator().manual_seed(4)).cumsum(0)
+    for step in range(steps + 1):
+        params[0].copy_(walk[step, :3]), params[1].copy_(walk[step, 3:])
+        analysis.record(step)  # staged: folded into the ring 15 at a time, or when measured
+        if step == 11:
+            analysis.compute(step)
+    if dims == 64:  # recorded exactly
+        records = walk.double()
+    else:  # the signed fold: coordinate i with sign s_i into bucket i mod D (D = 3, the largest prime <= 4)
+        assert analysis.D == 3 and analysis.folds == 3
+        padded = torch.zeros(steps + 1, 9)
+        padded[:, :8] = walk
+        records = (padded * analysis.sign).view(steps + 1, 3, 3).sum(dim=1).double()
+    torch.testing.assert_close(analysis.latest().double(), records[-1])
+    summary = analysis.compute(steps).scalars
+    expected = torch.linalg.vector_norm(records.diff(dim=0), dim=1).sum()
+    assert summary["diffusion/path_length"] == pytest.approx(float(expected), rel=1e-6)  # float32 differences
+    assert summary["diffusion/distance_sq"] == pytest.approx(float((records[-1] - records[0]).square().sum()), rel=1e-12)
+    # the window MSD is over the last 16 records in time order, though the ring has wrapped
+    lags, values, _ = analysis.window()
+    np.testing.assert_allclose(values, msd(records[-16:], lags), rtol=1e-6)

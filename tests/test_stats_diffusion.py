@@ -35,6 +35,12 @@ def test_strided_msd_equals_the_definition_over_its_origins(stride):
     lags = np.array([0, 1, 5, 50, 199])
     exact = [np.mean([((x[t + tau] - x[t]) ** 2).sum() for t in range(0, 200 - tau, stride)]) for tau in lags]
     np.testing.assert_allclose(msd(x, lags, stride=stride), exact, rtol=1e-10, atol=1e-9)
+    # float32 (the diffusion analysis' ring) is differenced as it is: float32 rounding of the positions only
+    x32 = x.astype(np.float32)
+    exact32 = [np.mean([((x32[t + tau].astype(float) - x32[t]) ** 2).sum() for t in range(0, 200 - tau, stride)])
+               for tau in lags]
+    for trajectory in (x32, torch.from_numpy(x32)):
+        np.testing.assert_allclose(msd(trajectory, lags, stride=stride), exact32, rtol=1e-6, atol=1e-9)
     with pytest.raises(ValueError, match="stride"):
         msd(x, lags, stride=0)
 

@@ -43,6 +43,7 @@ class Analysis:
         self.name = cfg.name
         self.generator = torch.Generator().manual_seed(derive_seed(seed, f"analysis/{cfg.name}"))
         self.last: Dict[str, float] = {}
+        self.seconds = 0.0  # wall time spent in this analysis' calls (the training loop times them)
         # The schedule as plain ints: `due` and `observing` run every training step.
         self.start, self.every = int(cfg.start), int(cfg.every)
 
@@ -65,11 +66,13 @@ class Analysis:
         pass
 
     def state_dict(self) -> Dict:
-        return {"generator": self.generator.get_state(), "last": {k: float(v) for k, v in self.last.items()}}
+        return {"generator": self.generator.get_state(), "last": {k: float(v) for k, v in self.last.items()},
+                "seconds": self.seconds}
 
     def load_state_dict(self, state: Dict) -> None:
         self.generator.set_state(state["generator"])
         self.last = dict(state["last"])
+        self.seconds = float(state.get("seconds", 0.0))
 
 
 class CoordinateSample:

@@ -16,6 +16,10 @@ diffusion (a random walk), γ > 1 super-diffusion (2: ballistic drift; fBm: 2H),
   cross term of *all* lags at once from the autocorrelation by zero-padded FFT. The power spectra of
   the d coordinates are summed before the one inverse transform. O(T log T · d), whatever the lags.
 
+With `stride` > 1 (origins every stride-th step only) it sums the differences x_{t+τ} − x_t directly,
+in the trajectory's own precision with float64 sums: the cost is n_lags · (T / stride) · d either way,
+and a float32 trajectory is not copied to float64.
+
 The trajectory is centred (its time mean removed: MSD does not change) before either, which keeps
 the rounding of the norm split small: relative error ≈ 1e-16 · (spread of x / lag-τ step)², below
 1e-10 for any trajectory whose steps are not 10³ times smaller than its spread.
@@ -48,17 +52,35 @@ def _converted(x) -> bool:
     return isinstance(x, np.ndarray) and x.dtype != np.float64
 
 
-def _trajectory(x) -> np.ndarray:
-    a = to_numpy(x)
+def _positions(x) -> np.ndarray:
+    """The trajectory as a 2-D float array, float32 kept as it is (no copy where none is needed)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
+        t = x.detach().cpu()
+        a = t.numpy() if str(t.dtype) in ("torch.float32", "torch.float64") else to_numpy(t)
+    else:
+        a = np.asarray(x)
+        a = a if a.dtype in (np.float32, np.float64) else to_numpy(a)
     if a.ndim == 0:
         raise ValueError("need a trajectory with time along axis 0")
     a = a.reshape(a.shape[0], -1)
     if a.shape[0] < 2:
         raise ValueError("need a trajectory of at least 2 points")
-    if _converted(x) and a.flags.c_contiguous:  # our own copy: centre it without another
-        a -= a.mean(axis=0)
+    return a
+
+
+def _trajectory(x, stride: int = 1) -> np.ndarray:
+    """The trajectory for `_msd`: 2-D, and for the norm split (stride 1) float64 and centred."""
+    if stride < 1:
+        raise ValueError(f"stride={stride}: at least 1")
+    a = _positions(x)
+    if stride > 1:  # direct differences: neither centring nor float64 needed
         return a
-    return np.ascontiguousarray(a - a.mean(axis=0))
+    if a.dtype != np.float64:
+        a = a.astype(np.float64)
+    elif not _converted(x):  # the caller's array: centre a copy
+        return np.ascontiguousarray(a - a.mean(axis=0))
+    a -= a.mean(axis=0)  # our own copy: centre it without another
+    return a
 
 
 def _lags(lags, T: int) -> np.ndarray:
@@ -98,14 +120,14 @@ def _msd_direct(X: np.ndarray, lags: np.ndarray) -> np.ndarray:
 
 
 def _msd_strided(X: np.ndarray, lags: np.ndarray, stride: int) -> np.ndarray:
-    """The direct sum over the origins t = 0, stride, 2·stride, … < T − τ only."""
+    """The direct sum over the origins t = 0, stride, 2·stride, … < T − τ only, from the differences
+    x_{t+τ} − x_t themselves: in the trajectory's own precision (a float32 trajectory, like the
+    diffusion analysis' ring, is not copied to float64 whole), each origin's squares summed in float64."""
     T = len(X)
-    norms = np.einsum("ij,ij->i", X, X)
     out = np.empty(len(lags))
     for i, tau in enumerate(lags):
-        a, b = X[tau:T:stride], X[0 : T - tau : stride]
-        out[i] = (norms[tau:T:stride].sum() + norms[0 : T - tau : stride].sum()
-                  - 2.0 * np.einsum("ij,ij->", a, b)) / len(b)
+        diff = X[tau:T:stride] - X[0 : T - tau : stride]
+        out[i] = np.square(diff, out=diff).sum(axis=1, dtype=np.float64).mean()
     return out
 
 
@@ -137,14 +159,12 @@ def msd(trajectory, lags=None, stride: int = 1) -> np.ndarray:
         average). Costs 1/stride of the direct sum; worth it where one origin's squared displacement
         already averages over many coordinates, so that neighbouring origins add little.
     """
-    X = _trajectory(trajectory)
-    return _msd_centred(X, _lags(lags, len(X)), stride)
+    X = _trajectory(trajectory, stride)
+    return _msd(X, _lags(lags, len(X)), stride)
 
 
-def _msd_centred(X: np.ndarray, lags: np.ndarray, stride: int = 1) -> np.ndarray:
-    """:func:`msd` of a trajectory already through `_trajectory` (centred, 2-D, float64)."""
-    if stride < 1:
-        raise ValueError(f"stride={stride}: at least 1")
+def _msd(X: np.ndarray, lags: np.ndarray, stride: int = 1) -> np.ndarray:
+    """:func:`msd` of a trajectory already through `_trajectory(x, stride)`."""
     if not len(lags):
         return np.zeros(0)
     if stride > 1:
@@ -161,8 +181,15 @@ def power_law_fit(lags, values) -> tuple[float, float]:
     ok = (x > 0) & (y > 0) & np.isfinite(y)
     if ok.sum() < 2:
         return float("nan"), float("nan")
-    gamma, intercept = np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)
-    return float(gamma), float(np.exp(intercept))
+    # the least-squares line in closed form: np.polyfit's SVD costs ~10x more, and the diffusion
+    # analysis fits several curves at each measurement
+    lx, ly = np.log(x[ok]), np.log(y[ok])
+    cx = lx - lx.mean()
+    sxx = float(cx @ cx)
+    if sxx == 0.0:
+        return float("nan"), float("nan")
+    gamma = float(cx @ (ly - ly.mean())) / sxx
+    return gamma, float(np.exp(ly.mean() - gamma * lx.mean()))
 
 
 def local_exponents(lags, values) -> np.ndarray:
@@ -206,9 +233,9 @@ def diffusion_exponent(trajectory, lags=None, *, n_lags: int = 30, stride: int =
     """γ of MSD(τ) ∝ τ^γ: the least-squares log–log slope of :func:`msd` over `lags` (default `n_lags`
     log-spaced lags from 1 to T // 4, where each lag still has at least 3T/4 origins), and the
     local exponents d log MSD / d log τ at each lag; origins every `stride` records (see :func:`msd`)."""
-    X = _trajectory(trajectory)
+    X = _trajectory(trajectory, stride)
     lags = log_lags(max(1, len(X) // 4), n_lags) if lags is None else _lags(lags, len(X))
-    m = _msd_centred(X, lags, stride)  # X is centred already: no second copy
+    m = _msd(X, lags, stride)
     gamma, prefactor = power_law_fit(lags, m)
     return DiffusionExponent(lags=lags, msd=m, exponent=gamma, prefactor=prefactor, local=local_exponents(lags, m))
 

@@ -23,6 +23,19 @@ from sgdexp.tracking import Tracker
 log = logging.getLogger(__name__)
 
 
+def analysis_costs(analyses: List[Analysis], wall_time: float) -> Dict[str, float]:
+    """Each analysis' own wall time (`analysis_time_s/<name>`: its calls from the training loop,
+    timed there) and its cost against the run without analyses (`analysis_cost/<name>`: that time
+    over the wall time less every analysis' time). What a run with it pays beyond that (caches the
+    analysis evicts) shows only in a comparison of whole runs (scripts/bench_analysis_cost.py)."""
+    rest = wall_time - sum(a.seconds for a in analyses)
+    out: Dict[str, float] = {}
+    for a in analyses:
+        out[f"analysis_time_s/{a.name}"] = a.seconds
+        out[f"analysis_cost/{a.name}"] = a.seconds / rest if rest > 0 else math.nan
+    return out
+
+
 def _due(step: int, every: int, last: int) -> bool:
     return step == last or (every > 0 and step % every == 0)
 
@@ -90,7 +103,9 @@ class Training:
     def analyse(self, step: int, due: List[Analysis]) -> Dict[str, float]:
         scalars: Dict[str, float] = {}
         for a in due:
+            start = time.perf_counter()
             measurement = a.compute(step)
+            a.seconds += time.perf_counter() - start
             if measurement is not None:
                 scalars.update(measurement.scalars)
                 self.tracker.log_arrays(step, measurement.arrays)
@@ -144,6 +159,7 @@ class Training:
             for a in self.analyses:
                 summary.update(a.last)
             summary["wall_time_s"] = self.wall_time()
+            summary.update(analysis_costs(self.analyses, summary["wall_time_s"]))
             if self.cfg.trainer.figures:
                 self.log_figures(summary)
             try:
@@ -185,11 +201,15 @@ class Training:
                 window.append(noise.apply(step, measure=due))
                 for a in observers:
                     if a.observing(step):
+                        start = time.perf_counter()
                         a.observe(step)
+                        a.seconds += time.perf_counter() - start
                 optimizer.step()
                 for a in recorders:
                     if a.recording(step):
+                        start = time.perf_counter()
                         a.record(step)
+                        a.seconds += time.perf_counter() - start
                 analyses_due = [a for a in analyses if a.due(step)] if analyses else analyses
                 if not (due or analyses_due):
                     continue
