@@ -253,7 +253,7 @@ class DiffusionConfig(AnalysisConfig):
 
     log_every: int = ranged(MISSING, ge=1)  # steps between logged measurements (and the end)
     dims: int = ranged(MISSING, ge=1)  # models with more parameters are recorded through a seeded projection to dims
-    buffer: int = ranged(MISSING, ge=8)  # recent records kept (ring buffer) for the time-averaged window MSD
+    buffer: int = ranged(MISSING, ge=8)  # records per window of the time-averaged window MSD (consecutive windows)
     waiting_times: List[int] = ranged(factory=lambda: [0], ge=0)  # t_w of MSD(t_w, τ); snapped to recorded steps
     lags: int = ranged(MISSING, ge=3)  # log-spaced lags per MSD curve
 

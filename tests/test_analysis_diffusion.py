@@ -66,9 +66,8 @@ def test_diffusion_leaves_training_unchanged_and_resumes_exactly(tmp_path, monke
 
 @pytest.mark.parametrize("dims", [64, 4])  # exact (3 + 5 parameters) and projected
 def test_path_length_and_distance_follow_the_recorded_weights(dims):
-    # a known trajectory through a 16-record ring that wraps between measurements (measured at 11 and
-    # 57 only; records staged and folded in blocks): the path length, summed from the ring in blocks,
-    # is Σ‖θ_t − θ_{t−1}‖ of the records
+    # a known trajectory, measured at steps 11 and 57 only, records staged and folded in blocks of up
+    # to 64 and windows of 16 records: the path length is Σ‖θ_t − θ_{t−1}‖ of the records
     steps = 57
     params = [torch.zeros(3), torch.zeros(5)]
     source = SimpleNamespace(dim=8, params=params, data=SimpleNamespace(x_train=torch.zeros(1)))
@@ -89,10 +88,14 @@ def test_path_length_and_distance_follow_the_recorded_weights(dims):
         padded[:, :8] = walk
         records = (padded * analysis.sign).view(steps + 1, 3, 3).sum(dim=1).double()
     torch.testing.assert_close(analysis.latest().double(), records[-1])
-    summary = analysis.compute(steps).scalars
+    measurement = analysis.compute(steps)
+    summary = measurement.scalars
     expected = torch.linalg.vector_norm(records.diff(dim=0), dim=1).sum()
     assert summary["diffusion/path_length"] == pytest.approx(float(expected), rel=1e-6)  # float32 differences
     assert summary["diffusion/distance_sq"] == pytest.approx(float((records[-1] - records[0]).square().sum()), rel=1e-12)
-    # the window MSD is over the last 16 records in time order, though the ring has wrapped
-    lags, values, _ = analysis.window()
-    np.testing.assert_allclose(values, msd(records[-16:], lags), rtol=1e-6)
+    # windows of 16 records: the last one completed (records 32-47) is logged; the 10 records in
+    # progress have too few lags (up to 2) for a window of their own
+    lags = measurement.arrays["diffusion/window_lags"]
+    np.testing.assert_array_equal(lags, [1, 2, 3, 4])
+    np.testing.assert_allclose(measurement.arrays["diffusion/window_msd"], msd(records[32:48], lags.astype(int)),
+                               rtol=1e-6)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sgdexp.noise import fractional_gaussian_noise
-from sgdexp.stats import crossover, diffusion_exponent, local_exponents, mean_squared_displacement, msd
+from sgdexp.stats import crossover, diffusion_exponent, local_exponents, log_lags, mean_squared_displacement, msd
 from sgdexp.stats.diffusion import _msd_direct, _msd_fft, _trajectory
 
 
@@ -100,3 +100,35 @@ def test_msd_leaves_its_input_unchanged():
         np.testing.assert_array_equal(as_array(t), b)
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 3, 8])
+def test_windowed_msd_streams_what_msd_gives_on_each_window(stride):
+    # 4.6 windows of 64 records, fed in blocks of uneven sizes (1 to 23) that straddle the window
+    # boundaries: each completed window's MSD is msd() of its records with the same origins
+    from sgdexp.stats import WindowedMSD
+
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy(np.cumsum(rng.standard_normal((295, 6)), axis=0))
+    lags = log_lags(16, 8)
+    streamed = WindowedMSD(lags, window=64, stride=stride, dim=6, dtype=torch.float64)
+    windows, start = [], 0
+    while start < len(x):
+        size = int(rng.integers(1, 24))
+        windows += streamed.update(x[start: start + size])
+        start += size
+    assert [n for n, _ in windows] == [64] * 4
+    for w, (_, values) in enumerate(windows):
+        np.testing.assert_allclose(values, msd(x[64 * w: 64 * (w + 1)], lags, stride=stride), rtol=1e-12)
+    partial = x[256:]  # 39 records in progress: lags up to 9
+    got_lags, got = streamed.current()
+    np.testing.assert_array_equal(got_lags, lags[lags <= 39 // 4])
+    np.testing.assert_allclose(got, msd(partial, got_lags, stride=stride), rtol=1e-12)
+    # its state is what it keeps: a copy resumes to the same numbers
+    copy = WindowedMSD(lags, window=64, stride=stride, dim=6, dtype=torch.float64)
+    copy.load_state_dict(streamed.state_dict())
+    more = torch.from_numpy(np.cumsum(rng.standard_normal((40, 6)), axis=0)) + x[-1]
+    (_, a), = streamed.update(more)
+    (_, b), = copy.update(more)
+    np.testing.assert_array_equal(a, b)
+    assert streamed.n_origins <= (16 + 23) // stride + 1  # the origins of the last max(lags) records and a block

@@ -13,18 +13,21 @@ power of two 1024 gives 5.2% against 4.0%. A fold is a reshape and a sum (11 µs
 MLP's 26k weights on a CPU core, against 37 µs for a count sketch's scatter), and needs d signs of
 memory, where a dense Gaussian projection would need D·d numbers.
 
-What is kept, and so the memory bound (none of it grows with the run's length):
-- a ring buffer of the last `buffer` records (float32, `buffer`·D numbers): the time-averaged
-  MSD(τ) over that recent window and its exponent γ_window, "γ in windows through training",
-  measured once per `buffer` new records (consecutive windows, and at the end): each costs one MSD
-  over the whole ring, so measuring it at every log would cost more than the rest of the analysis;
+What is kept, and so the memory bound (none of it grows with the run's length, and a checkpoint of
+the default analysis is ~0.5 MB):
+- the time-averaged MSD(τ) over consecutive windows of `buffer` records (origins every
+  buffer // 64 records, lags up to buffer // 4: `sgdexp.stats.WindowedMSD`, fed each block of
+  records), whose exponent γ_window is "γ in windows through training": it keeps the origins that
+  later records can still reach (about 25 records by default), not the window. Each completed window
+  is logged at the next measurement, and the end of the run logs the window in progress if none
+  completed since the last one;
 - for each waiting time t_w in `waiting_times`, the record at t_w (D float64 numbers) and the squared
   distances ‖θ_{t_w+τ} − θ_{t_w}‖² at `lags` log-spaced lags τ up to the end of the run, taken as the
   weights pass those steps (a few scalars each): MSD(t_w, τ) on a log grid from one trajectory (the
   average ⟨·⟩ over runs is a sweep over seeds). t_w = 0 is the distance from initialisation.
-- the path length Σ‖θ_t − θ_{t−every}‖ (between records; exact or projected like the rest), summed
-  from the ring when measured;
-- up to 64 staged records not yet folded into the ring (the raw weights, at most 2^22 numbers).
+- the path length Σ‖θ_t − θ_{t−every}‖ (between records; exact or projected like the rest) and the
+  latest record;
+- up to 64 staged records not yet folded (the raw weights, at most 2^22 numbers).
 
 Each measurement (every `log_every` steps and at the end) logs the distance from init, path length,
 γ_window, and for each t_w the fitted γ, the local exponent γ(τ) = d log MSD / d log τ at the latest
@@ -44,13 +47,13 @@ import numpy as np
 import torch
 
 from sgdexp.analysis.base import Analysis, Measurement
-from sgdexp.stats import crossover, diffusion_exponent, local_exponents, log_lags, power_law_fit
+from sgdexp.stats import WindowedMSD, crossover, local_exponents, log_lags, power_law_fit
 
 log = logging.getLogger(__name__)
 
 PREFIX = "diffusion"
 WINDOW_ORIGINS = 64  # time origins per lag of the window MSD
-STAGE_RECORDS = 64  # records folded into the ring together (fewer when the buffer is smaller)
+STAGE_RECORDS = 64  # records folded together
 STAGE_NUMBERS = 1 << 22  # and at most this many staged numbers (16 MB in float32)
 
 
@@ -82,11 +85,10 @@ class Diffusion(Analysis):
         device = source.data.x_train.device
         dtype = source.params[0].dtype
         self.folds = -(-d // self.D)  # rows of D in the zero-padded parameter vector (1 when exact)
-        # Records wait in `stage` (the raw weights, zero-padded) and are folded into the ring a block
-        # at a time: a record then costs one copy of the weights in the training loop, and the fold's
+        # Records wait in `stage` (the raw weights, zero-padded) and are folded a block at a time: a record then costs one copy of the weights in the training loop, and the fold's
         # multiply and sum stream over a block (on the default MLP 9 µs a record in the loop, against
         # 30 µs folding each record on its own: the training step has evicted the signs by then).
-        self.stage_size = max(1, min(STAGE_RECORDS, self.buffer - 1, STAGE_NUMBERS // (self.folds * self.D)))
+        self.stage_size = max(1, min(STAGE_RECORDS, STAGE_NUMBERS // (self.folds * self.D)))
         self.stage = torch.zeros(self.stage_size, self.folds * self.D, dtype=dtype, device=device)
         self.stage_rows = [row[:d] for row in self.stage.unbind(0)]  # the parameters of each staged record
         self.staged: List[int] = []  # steps of the records in `stage`, oldest first
@@ -100,11 +102,16 @@ class Diffusion(Analysis):
         else:
             self.sign = None
             log.info("diffusion: %d parameters <= dims=%d: recording the weights exactly", d, dims)
-        self.ring = torch.zeros(self.buffer, self.D, dtype=torch.float32, device=device)
-        self.rows = list(self.ring.unbind(0))  # its rows as views: a list index costs less than a tensor's
-        self.count = 0  # records taken so far (the ring holds the last min(count, buffer))
-        self.path_count = 0  # records whose step from the one before is in `path_length`
-        self.window_count = 0  # `count` when the window MSD was last measured
+        self.folded = torch.zeros(self.stage_size, self.D, dtype=torch.float32, device=device)  # a block's records
+        self.previous = torch.zeros(self.D, dtype=torch.float32, device=device)  # the latest record
+        self.count = 0  # records taken so far
+        # time-averaged MSD over consecutive windows of `buffer` records, origins every
+        # buffer // WINDOW_ORIGINS records: a record's squared displacement already sums D coordinates,
+        # so 64 origins per lag lose little, and the window costs ~1/8 of all pairs
+        self.windows = WindowedMSD(log_lags(self.buffer // 4, int(cfg.lags)), window=self.buffer,
+                                   stride=max(1, self.buffer // WINDOW_ORIGINS), dim=self.D,
+                                   dtype=torch.float32, device=device)
+        self.window_done: Optional[np.ndarray] = None  # the last window completed and not yet logged
         self.origin = torch.zeros(self.D, dtype=torch.float64, device=device)
         self.path_length = 0.0
         # Waiting times snapped to recorded steps; per t_w its lag grid (multiples of `every`).
@@ -138,53 +145,47 @@ class Diffusion(Analysis):
         return self._params or [p.detach().reshape(-1) for p in self.source.params]
 
     def flush(self) -> None:
-        """Fold the staged records (exact: copy them) into the ring, oldest first, and take the
-        waiting-time references and MSD(t_w, τ) points among them. Everything that reads the ring
-        flushes first; a record's numbers do not depend on the block it was folded in."""
+        """Fold the staged records (exact: copy them) in a block, oldest first, and take from them
+        the path length, the window MSD's pairs, the waiting-time references and MSD(t_w, τ) points.
+        Everything that reads records flushes first; a record's numbers do not depend on the block
+        it was folded in."""
         if not self.staged:
             return
         k = len(self.staged)
-        block = self.stage[:k]
-        if self.projected:
-            block = block.mul_(self.sign).view(k, self.folds, self.D).sum(dim=1)
-        if self.count + k - 1 - self.path_count >= self.buffer - 1:  # the block overwrites uncounted records
-            self.update_path()
-        for step, v in zip(self.staged, block):
-            row = self.rows[self.count % self.buffer]
-            row.copy_(v)
-            if self.count == 0:
-                self.origin.copy_(row)
-            self.count += 1
+        block, records = self.stage[:k], self.folded[:k]
+        if not self.projected:
+            records.copy_(block)
+        else:
+            block = block.mul_(self.sign).view(k, self.folds, self.D)
+            if block.dtype == records.dtype:
+                torch.sum(block, dim=1, out=records)
+            else:  # float64 weights: folded in their precision, then rounded like every record
+                records.copy_(block.sum(dim=1))
+        if self.count == 0:
+            self.origin.copy_(records[0])
+            moves = records.diff(dim=0)
+        else:
+            moves = torch.cat([self.previous[None], records]).diff(dim=0)
+        self.path_length += float(torch.linalg.vector_norm(moves, dim=1).double().sum())
+        for _, values in self.windows.update(records):
+            self.window_done = values
+        for i, step in enumerate(self.staged):  # waiting-time references and MSD(t_w, τ) points
             if step in self.reference_at:
-                self.refs[self.reference_at[step]] = row
-            for i, j in self.targets.get(step, ()):
-                self.curves[i][j] = float((row.double() - self.refs[i]).square().sum())
+                self.refs[self.reference_at[step]] = records[i]
+            for w, j in self.targets.get(step, ()):
+                self.curves[w][j] = float((records[i].double() - self.refs[w]).square().sum())
+        self.previous.copy_(records[k - 1])
+        self.count += k
         self.staged.clear()
 
     def latest(self) -> torch.Tensor:
         self.flush()
-        return self.rows[(self.count - 1) % self.buffer]
+        return self.previous
 
     @property
     def distance_sq(self) -> float:
         """‖θ − θ_0‖² of the latest record (taken when logged, not at every record)."""
         return float((self.latest().double() - self.origin).square().sum()) if self.count else 0.0
-
-    def update_path(self) -> float:
-        """Add the steps between the records since the last update to the path length, all at once
-        from the ring (one norm per record and no host sync at each step); called when measuring and
-        before the ring overwrites a record whose step is not counted yet."""
-        first = max(self.path_count, 1)
-        if self.count > first:
-            # records first-1 .. count-1 lie in at most two runs of consecutive rows (the ring wraps once)
-            slots = [(i % self.buffer) for i in (first - 1, self.count - 1)]
-            if slots[0] < slots[1]:
-                steps = self.ring[slots[0]: slots[1] + 1].diff(dim=0)
-            else:
-                steps = torch.cat([self.ring[slots[0]:], self.ring[: slots[1] + 1]]).diff(dim=0)
-            self.path_length += float(torch.linalg.vector_norm(steps, dim=1).double().sum())
-        self.path_count = self.count
-        return self.path_length
 
     def recording(self, step: int) -> bool:
         return step >= self.start and (step - self.start) % self.every == 0
@@ -200,18 +201,20 @@ class Diffusion(Analysis):
     def due(self, step: int) -> bool:
         return step > self.start and (step % self.log_every == 0 or step == self.steps)
 
-    def window(self) -> Optional[Tuple[np.ndarray, np.ndarray, float]]:
-        """Time-averaged MSD over the ring buffer: (lags in steps, MSD, γ); None with < 8 records."""
-        n = min(self.count, self.buffer)
-        if n < 8:
+    def window(self, final: bool) -> Optional[Tuple[np.ndarray, np.ndarray, float]]:
+        """The time-averaged MSD of the last window completed since the last call, or at the end of
+        the run (`final`) of the window in progress when none has: (lags in steps, MSD, γ); None
+        when there is neither, or fewer than 3 lags."""
+        if self.window_done is not None:
+            lags, values = self.windows.lags, self.window_done
+        elif final:
+            lags, values = self.windows.current()
+        else:
             return None
-        oldest = (self.count - n) % self.buffer
-        # oldest first: the ring itself when it starts at row 0, else its two runs of rows joined
-        trajectory = self.ring[:n] if oldest == 0 else torch.cat([self.ring[oldest:], self.ring[:oldest]])
-        # origins every n // WINDOW_ORIGINS records: a record's squared displacement already sums D
-        # coordinates, so 64 origins per lag lose little, and the window costs ~1/8 of all 512
-        r = diffusion_exponent(trajectory, log_lags(n // 4, int(self.cfg.lags)), stride=max(1, n // WINDOW_ORIGINS))
-        return r.lags * self.every, r.msd, r.exponent
+        self.window_done = None
+        if len(lags) < 3:
+            return None
+        return lags * self.every, values, power_law_fit(lags, values)[0]
 
     def curve(self, k: int) -> Tuple[np.ndarray, np.ndarray]:
         done = np.isfinite(self.curves[k])
@@ -227,12 +230,10 @@ class Diffusion(Analysis):
 
     def compute(self, step: int) -> Optional[Measurement]:
         self.flush()
-        s: Dict[str, float] = {f"{PREFIX}/distance_sq": self.distance_sq, f"{PREFIX}/path_length": self.update_path(),
+        s: Dict[str, float] = {f"{PREFIX}/distance_sq": self.distance_sq, f"{PREFIX}/path_length": self.path_length,
                                f"{PREFIX}/dims": float(self.D), f"{PREFIX}/projected": float(self.projected)}
         arrays: Dict[str, np.ndarray] = {}
-        win = None
-        if self.count - self.window_count >= self.buffer or step == self.steps:  # a new window
-            win, self.window_count = self.window(), self.count
+        win = self.window(final=step == self.steps)
         if win is not None:
             s[f"{PREFIX}/window_gamma"] = win[2]
             arrays[f"{PREFIX}/window_lags"] = win[0].astype(float)
@@ -254,15 +255,18 @@ class Diffusion(Analysis):
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> Dict:
         self.flush()  # a checkpoint holds no staged records
-        return {**super().state_dict(), "ring": self.ring.cpu(), "count": self.count, "origin": self.origin.cpu(),
-                "path_length": self.path_length, "path_count": self.path_count,
+        pending = self.window_done if self.window_done is not None else np.zeros(0)
+        return {**super().state_dict(), "previous": self.previous.cpu(), "count": self.count,
+                "origin": self.origin.cpu(), "path_length": self.path_length,
                 "refs": self.refs.cpu(), "curves": [torch.from_numpy(c) for c in self.curves],
-                "window_count": self.window_count}
+                "windows": self.windows.state_dict(), "window_done": torch.from_numpy(pending)}
 
     def load_state_dict(self, state: Dict) -> None:
         super().load_state_dict(state)
-        for name in ("ring", "origin", "refs"):
+        for name in ("previous", "origin", "refs"):
             getattr(self, name).copy_(state[name])
-        self.count, self.path_length, self.path_count = state["count"], state["path_length"], state["path_count"]
-        self.window_count = state["window_count"]
+        self.count, self.path_length = state["count"], state["path_length"]
         self.curves = [c.numpy().copy() for c in state["curves"]]
+        self.windows.load_state_dict(state["windows"])
+        pending = state["window_done"].numpy()
+        self.window_done = pending.copy() if len(pending) else None

@@ -31,6 +31,7 @@ from .correlation import autocorrelation
 from .diffusion import (
     DiffusionExponent,
     MSDResult,
+    WindowedMSD,
     crossover,
     diffusion_exponent,
     local_exponents,
@@ -66,6 +67,6 @@ __all__ = [
     "sgd_stationary_variance", "relaxation_steps",
     "kaplan_meier", "KaplanMeier", "escape_time_summary",
     "line_fit", "LineFit",
-    "msd", "diffusion_exponent", "DiffusionExponent", "power_law_fit", "local_exponents", "crossover", "log_lags",
+    "msd", "diffusion_exponent", "WindowedMSD", "DiffusionExponent", "power_law_fit", "local_exponents", "crossover", "log_lags",
     "mean_squared_displacement", "MSDResult",
 ]

@@ -28,13 +28,14 @@ the rounding of the norm split small: relative error ≈ 1e-16 · (spread of x /
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import List, Tuple
 
 import numpy as np
 from scipy.fft import next_fast_len, irfft, rfft
 
 from ._arrays import to_numpy
 
-__all__ = ["msd", "diffusion_exponent", "DiffusionExponent", "power_law_fit", "local_exponents",
+__all__ = ["msd", "diffusion_exponent", "WindowedMSD", "DiffusionExponent", "power_law_fit", "local_exponents",
            "crossover", "log_lags", "mean_squared_displacement", "MSDResult"]
 
 # The FFT costs about as much as FFT_PASSES · log2(2T) lags of the direct sum (one BLAS dot over the
@@ -258,3 +259,113 @@ def mean_squared_displacement(theta_series, lags=None, *, n_lags: int = 20) -> M
     if lags is not None and (r.lags.min() < 1):
         raise ValueError("lags must be >= 1")
     return MSDResult(lags=r.lags, msd=r.msd, exponent=r.exponent, prefactor=r.prefactor)
+
+
+# ----------------------------------------------------------------------------- streamed windows
+class WindowedMSD:
+    """The time-averaged MSD over consecutive windows of `window` records, fed a block of records at a
+    time: window w covers records w·window … (w+1)·window − 1, its origins are every `stride`-th
+    record of it, and MSD(τ) averages ‖x_{o+τ} − x_o‖² over the origins o with o + τ in the window,
+    which is :func:`msd` (with `stride`) of the window's records. Only the origins of the last
+    max(lags) records are kept (about max(lags)/stride rows, in time order), not the window: memory
+    and a checkpoint of its state stay small whatever `window` is. Records are torch tensors (rows of
+    a block); differences and each lag's sum of squares over a block are taken in their precision
+    (torch sums pairwise), averages in float64.
+
+    For one lag the targets in a block are every `stride`-th row of it and their origins consecutive
+    kept origins, so each lag is one subtraction of two strided views: no gather, no copy of the
+    block. `update(block)` returns the windows it completed, as (records, MSD per lag); `current()`
+    is the window in progress (its lags up to a quarter of its records, as :func:`diffusion_exponent`'s
+    default grid would have them).
+    """
+
+    def __init__(self, lags, window: int, stride: int, dim: int, dtype=None, device=None):
+        import torch
+
+        self.lags = np.asarray(lags, dtype=np.int64)
+        if not len(self.lags) or self.lags.min() < 1 or self.lags.max() >= window or stride < 1:
+            raise ValueError(f"lags in [1, {window - 1}] and stride >= 1 (got {self.lags.tolist()}, stride={stride})")
+        self.window, self.stride = int(window), int(stride)
+        self.keep = int(self.lags.max()) // self.stride + 1  # origins a later block can still pair with
+        self.origins = torch.zeros(self.keep, dim, dtype=dtype, device=device)  # in time order, grown as needed
+        self.n_origins = 0  # rows of `origins` in use: origins number first … first + n_origins − 1
+        self.first = 0  # the window's origin number (position // stride) of row 0
+        self.sums = np.zeros(len(self.lags))
+        self.counts = np.zeros(len(self.lags), dtype=np.int64)
+        self.position = 0  # records of the window in progress
+
+    def update(self, block) -> List[Tuple[int, np.ndarray]]:
+        done: List[Tuple[int, np.ndarray]] = []
+        start = 0
+        while start < len(block):
+            part = block[start: start + self.window - self.position]
+            self._add(part)
+            start += len(part)
+            if self.position == self.window:
+                done.append((self.window, self._msd()))
+                self.sums[:] = 0.0
+                self.counts[:] = 0
+                self.position, self.n_origins, self.first = 0, 0, 0
+        return done
+
+    def _add(self, part) -> None:
+        import torch
+
+        k, p0, stride = len(part), self.position, self.stride
+        # keep the origins a target in or after this part can reach (number >= (p0 - max lag) / stride),
+        # then append this part's own
+        drop = min(self.n_origins, max(0, -(-(p0 - int(self.lags.max())) // stride) - self.first))
+        if drop:
+            self.origins[: self.n_origins - drop] = self.origins[drop: self.n_origins].clone()
+            self.n_origins -= drop
+            self.first += drop
+        new = part[-p0 % stride:: stride]
+        if self.n_origins + len(new) > len(self.origins):
+            grown = self.origins.new_zeros(self.n_origins + len(new), self.origins.shape[1])
+            grown[: self.n_origins] = self.origins[: self.n_origins]
+            self.origins = grown
+        self.origins[self.n_origins: self.n_origins + len(new)] = new
+        self.n_origins += len(new)
+        totals, used = [], []
+        for j, tau in enumerate(self.lags.tolist()):
+            p = max(p0, tau)  # the first target: p >= tau, p ≡ tau (mod stride)
+            p += (tau - p) % stride
+            n = len(range(p, p0 + k, stride))
+            if n <= 0:
+                continue
+            m = (p - tau) // stride - self.first  # its origin's row
+            diff = part[p - p0:: stride][:n] - self.origins[m: m + n]
+            totals.append(diff.square_().sum())
+            used.append((j, n))
+        if totals:
+            sums = torch.stack(totals).double().cpu().numpy()
+            for (j, n), total in zip(used, sums):
+                self.sums[j] += total
+                self.counts[j] += n
+        self.position += k
+
+    def _msd(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.counts > 0, self.sums / np.maximum(self.counts, 1), np.nan)
+
+    def current(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(lags, MSD) of the window in progress, lags up to a quarter of its records."""
+        keep = (self.lags <= self.position // 4) & (self.counts > 0)
+        return self.lags[keep], self._msd()[keep]
+
+    def state_dict(self) -> dict:
+        import torch
+
+        return {"origins": self.origins[: self.n_origins].cpu().clone(), "first": self.first,
+                "sums": torch.from_numpy(self.sums.copy()), "counts": torch.from_numpy(self.counts.copy()),
+                "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        origins = state["origins"]
+        self.n_origins, self.first = len(origins), int(state["first"])
+        if len(origins) > len(self.origins):
+            self.origins = self.origins.new_zeros(len(origins), self.origins.shape[1])
+        self.origins[: self.n_origins] = origins
+        self.sums[:] = state["sums"].numpy()
+        self.counts[:] = state["counts"].numpy()
+        self.position = int(state["position"])

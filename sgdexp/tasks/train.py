@@ -25,15 +25,26 @@ log = logging.getLogger(__name__)
 
 def analysis_costs(analyses: List[Analysis], wall_time: float) -> Dict[str, float]:
     """Each analysis' own wall time (`analysis_time_s/<name>`: its calls from the training loop,
-    timed there) and its cost against the run without analyses (`analysis_cost/<name>`: that time
-    over the wall time less every analysis' time). What a run with it pays beyond that (caches the
-    analysis evicts) shows only in a comparison of whole runs (scripts/bench_analysis_cost.py)."""
+    timed there: recording, measuring and logging what it measured, its state for a checkpoint) and
+    its cost against the run without analyses (`analysis_cost/<name>`: that time over the wall time
+    less every analysis' time). What a run with it pays beyond that (writing its state into the
+    checkpoint file, caches it evicts) shows only in a comparison of whole runs
+    (scripts/bench_analysis_cost.py)."""
     rest = wall_time - sum(a.seconds for a in analyses)
     out: Dict[str, float] = {}
     for a in analyses:
         out[f"analysis_time_s/{a.name}"] = a.seconds
         out[f"analysis_cost/{a.name}"] = a.seconds / rest if rest > 0 else math.nan
     return out
+
+
+def _timed(analysis: Analysis, call, *args):
+    """`call(*args)`, its wall time added to the analysis' own (`analysis_time_s/<name>`)."""
+    start = time.perf_counter()
+    try:
+        return call(*args)
+    finally:
+        analysis.seconds += time.perf_counter() - start
 
 
 def _due(step: int, every: int, last: int) -> bool:
@@ -75,7 +86,7 @@ class Training:
             "model": s.model.state_dict(),
             "optimizer": s.optimizer.state_dict(),
             "noise": s.noise.state_dict(),
-            "analyses": {a.name: a.state_dict() for a in self.analyses},
+            "analyses": {a.name: _timed(a, a.state_dict) for a in self.analyses},
             "torch_rng": torch.get_rng_state(),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         })
@@ -105,10 +116,10 @@ class Training:
         for a in due:
             start = time.perf_counter()
             measurement = a.compute(step)
-            a.seconds += time.perf_counter() - start
             if measurement is not None:
                 scalars.update(measurement.scalars)
                 self.tracker.log_arrays(step, measurement.arrays)
+            a.seconds += time.perf_counter() - start
         return scalars
 
     def log_figures(self, summary: Dict[str, Any]) -> None:
@@ -135,7 +146,7 @@ class Training:
             if self.start == 0:
                 for a in self.analyses:
                     if a.records_weights and a.recording(0):
-                        a.record(0)
+                        _timed(a, a.record, 0)
                 row = {"step": 0, **self.evaluate(), **self.analyse(0, [a for a in self.analyses if a.due(0)])}
                 self.tracker.log(row)
             status, step = self.loop()
