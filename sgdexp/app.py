@@ -26,6 +26,14 @@ def sweep_name() -> str | None:
     return Path(hc.sweep.dir).name if hc.mode.name == "MULTIRUN" else None
 
 
+def sweep_dir() -> Optional[Path]:
+    """The multirun directory that this job's directory is in; None for a single run or outside Hydra."""
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return Path(hc.sweep.dir) if hc.mode.name == "MULTIRUN" else None
+
+
 def job_label() -> Optional[str]:
     """`job 3 optimizer.lr=0.1 seed=1` in a multirun (its number and overrides), None for a single run."""
     hc = HydraConfig.get()

@@ -300,6 +300,7 @@ class EscapeTaskConfig:
     init_from: Optional[str] = None  # θ* from a task=train run directory or checkpoint file
     pretrain_steps: int = ranged(0, ge=0)  # else: descend this many GD steps first (same run), then escape
     pretrain_lr: Optional[float] = ranged(None, gt=0.0)  # those GD steps' learning rate; None: optimizer.lr
+    share_pretrain: bool = True  # in a multirun, jobs with the same pretraining run it once (<sweep>/.pretrain/<key>/)
     criterion: str = ranged("loss", choices=ESCAPE_CRITERIA)
     loss_barrier: float = ranged(0.5, gt=0.0)  # criterion=loss: L(θ) − L(θ*) > loss_barrier
     radius: float = ranged(1.0, gt=0.0)  # criterion=distance: |θ − θ*| > radius

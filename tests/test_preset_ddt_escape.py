@@ -44,6 +44,11 @@ def test_tiny_sweep_from_two_minima_fits_each_and_reports(tmp_cwd):
     sharp = {json.loads((tmp_cwd / "sweep" / str(j) / "summary.json").read_text())["sharpness/top_eigenvalue"]
              for j in (0, 3)}
     assert len(sharp) == 2  # two minima of different sharpness
+    # the three jobs of each minimum ran its pretraining once, in the sweep's hidden .pretrain/
+    shared = sorted(p for p in (tmp_cwd / "sweep" / ".pretrain").iterdir() if p.is_dir())
+    assert len(shared) == 2 and all((p / "checkpoints" / "last.pt").is_file() for p in shared)
+    assert not any((tmp_cwd / "sweep" / str(j) / "pretrain").exists() for j in range(6))
+    assert {json.loads((p / "summary.json").read_text())["step"] for p in shared} == {300}
     from sgdexp.escape_sweeps import sweep_fits
 
     fits = sweep_fits(tmp_cwd / "sweep").fits

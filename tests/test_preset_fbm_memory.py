@@ -13,9 +13,9 @@ from sgdexp.config import compose_config, validate
 PRESET = "+experiment=fbm_memory"
 
 
-@pytest.mark.parametrize("scale,models,dataset", [("small", {"mlp", "cnn"}, "digits"),
-                                                  ("paper", {"resnet", "vgg16"}, "cifar10")])
-def test_both_scales_compose_and_every_job_validates(scale, models, dataset):
+@pytest.mark.parametrize("scale,models,dataset,replicas,budget", [("small", {"mlp", "cnn"}, "digits", 256, 5000),
+                                                                  ("paper", {"resnet", "vgg16"}, "cifar10", 1024, 50000)])
+def test_both_scales_compose_and_every_job_validates(scale, models, dataset, replicas, budget):
     mode, params = preset_sweep([PRESET, f"scale={scale}"])
     assert str(mode) == "RunMode.MULTIRUN" and list(params) == ["part"]
     trained, hursts, sigmas = set(), [], set()
@@ -28,6 +28,7 @@ def test_both_scales_compose_and_every_job_validates(scale, models, dataset):
         else:
             assert cfg.task.name == "escape" and cfg.landscape.name == "double_well" and cfg.noise.name == "gd_fbm"
             assert cfg.task.criterion == "transition"
+            assert (cfg.task.replicas, cfg.task.max_steps) == (replicas, budget)  # the scale sizes the escape jobs too
             hursts.append(cfg.noise.hurst)
             sigmas.add(cfg.noise.sigma)
     assert trained == models

@@ -10,6 +10,8 @@ host sync) is its escape step; replicas still inside at `task.max_steps` are cen
 from __future__ import annotations
 
 import csv
+import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -69,29 +71,74 @@ def load_minimum(cfg: DictConfig, setup: Setup) -> None:
     load_checkpoint_checked(path, setup.model, key="task.init_from", map_location=setup.device)
 
 
-def pretrain(cfg: DictConfig, out_dir: Path, group: Optional[str]) -> Setup:
-    """`task.pretrain_steps` of full-batch GD by the training task, in `out_dir/pretrain` (resumed
-    there if killed): the returned setup holds θ*."""
-    from sgdexp.tasks.train import Training
-
+def pretrain_config(cfg: DictConfig) -> Dict[str, Any]:
+    """The training run that descends to θ*: `task.pretrain_steps` of full-batch GD at
+    `task.pretrain_lr`, everything else (model, data, seed, optimizer) the job's. Nothing of the job's
+    noise mode or escape settings is in it, so the jobs of one minimum have the same one."""
     pre = OmegaConf.to_container(cfg, resolve=True)
     pre["task"] = {"name": "train"}
-    pre["noise"] = {"name": "gd", "batch_size": cfg.noise.batch_size, "sampler": "epoch"}
+    # GD uses no batches: a fixed batch_size keeps the jobs of a sweep over B on one pretraining
+    pre["noise"] = {"name": "gd", "batch_size": 1, "sampler": "epoch"}
     pre["analysis"] = {}
     pre["logger"] = {"name": "none"}
     pre["trainer"].update(steps=cfg.task.pretrain_steps, resume=True, lr_schedule="constant", warmup_steps=0,
                           checkpoint_every=0)
     if cfg.task.pretrain_lr is not None:  # GD settles where λ_max < 2/η: the pretraining lr picks the minimum's sharpness
         pre["optimizer"]["lr"] = cfg.task.pretrain_lr
-    training = Training(OmegaConf.create(pre), out_dir / "pretrain", group)
-    if not math.isfinite(training.run()):  # diverged: there is no minimum to escape from
+    return pre
+
+
+def shared_pretrain_dir(cfg: DictConfig, pre: Dict[str, Any]) -> Optional[Path]:
+    """`<sweep dir>/.pretrain/<key>` in a multirun with `task.share_pretrain` (key: a hash of the
+    pretraining's config), else None (the job pretrains in its own `pretrain/`). Report readers skip
+    hidden folders, so a shared pretraining is not taken for a job."""
+    from sgdexp.app import sweep_dir
+
+    root = sweep_dir() if cfg.task.share_pretrain else None
+    if root is None:
+        return None
+    text = json.dumps(pre, sort_keys=True, default=str)
+    return root / ".pretrain" / hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def pretrain(cfg: DictConfig, out_dir: Path, group: Optional[str]) -> Setup:
+    """`task.pretrain_steps` of full-batch GD by the training task (resumed there if killed): the
+    returned setup holds θ*. In its own `out_dir/pretrain`, or in a multirun once for all the jobs
+    that share it (`shared_pretrain_dir`): the first job to take the folder's lock runs it, the
+    others wait on the lock and then load its θ* (a killed job releases the lock, and the next one
+    runs the pretraining again: it checkpoints at its end only)."""
+    from sgdexp.tasks.train import Training
+
+    pre = pretrain_config(cfg)
+    shared = shared_pretrain_dir(cfg, pre)
+    directory = shared or out_dir / "pretrain"
+    lock = None
+    if shared is not None:
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(shared.parent / f"{shared.name}.lock", "a")
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits while another job of this minimum pretrains
+    try:
+        summary_file = directory / "summary.json"
+        status = json.loads(summary_file.read_text()).get("status") if summary_file.exists() else None
+        if status == "completed" and shared is not None:  # pretrained by another job of the sweep: load θ*
+            setup = build_setup(OmegaConf.create(pre))
+            load_checkpoint_checked(directory / LAST, setup.model, key="task.pretrain_steps", map_location=setup.device)
+            log.info("θ* from the shared pretraining in %s", directory)
+            return setup
+        if status != "diverged":
+            training = Training(OmegaConf.create(pre), directory, group)
+            if math.isfinite(training.run()):
+                log.info("Pretrained θ* by %d GD steps in %s", cfg.task.pretrain_steps, directory)
+                return training.setup
+        # diverged (now, or in another job of the sweep): there is no minimum to escape from
         key = "task.pretrain_lr" if cfg.task.pretrain_lr is not None else "optimizer.lr"
-        summary = json.loads((out_dir / "pretrain" / "summary.json").read_text())
+        summary = json.loads(summary_file.read_text())
         raise ConfigError(key, pre["optimizer"]["lr"], f"a smaller one (the pretraining GD {summary.get('status')} "
                           f"at step {summary.get('diverged_step', summary.get('step'))}: no minimum θ* to escape "
-                          f"from; its record is in {out_dir / 'pretrain'})")
-    log.info("Pretrained θ* by %d GD steps in %s", cfg.task.pretrain_steps, out_dir / "pretrain")
-    return training.setup
+                          f"from; its record is in {directory})")
+    finally:
+        if lock is not None:
+            lock.close()  # releases the flock
 
 
 def check_escape_config(cfg: DictConfig, landscape: Optional[Landscape]) -> None:
