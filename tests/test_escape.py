@@ -208,3 +208,21 @@ def test_pretraining_that_diverges_is_a_one_line_error_naming_its_lr(tmp_path):
     with pytest.raises(ConfigError, match=r"task.pretrain_lr=50(\.0)? is not allowed: a smaller one \(the pretraining GD diverged"):
         escape_run(tmp_path, overrides)
     assert not (tmp_path / "escape.csv").exists() and (tmp_path / "pretrain" / "summary.json").exists()
+
+
+def test_a_shared_pretraining_that_diverged_is_not_run_again(tmp_path):
+    # a multirun shares one pretraining (<sweep>/.pretrain/<key>); once it diverged, a job that
+    # reaches it (here: the sweep run again into the same directory) fails with the same one line
+    # at once, from its record
+    args = ["-m", "task=escape", "dataset=teacher_student", "dataset.n_train=64", "dataset.n_test=16", "model.widths=[8]",
+            "task.pretrain_steps=300", "task.pretrain_lr=50", "optimizer.lr=0.1", "task.max_steps=5", "task.replicas=2",
+            "task.sharpness_probes=0", "task.tail_batches=0", "noise=gd_white", "noise.sigma=0.1,0.2",
+            "hydra.sweep.dir=sweep", "logger=none", "device=cpu", "trainer.progress=false"]
+    first, again = cli(args, cwd=tmp_path), cli(args, cwd=tmp_path)
+    shared = [p for p in (tmp_path / "sweep" / ".pretrain").iterdir() if p.is_dir()]
+    assert len(shared) == 1
+    for proc, ran in ((first, 1), (again, 0)):
+        assert proc.returncode == 2
+        assert (proc.stdout + proc.stderr).count("the run diverged") == ran
+        errors = [l for l in proc.stderr.splitlines() if l.startswith("sgdexp: error:")]
+        assert len(errors) == 1 and "task.pretrain_lr=50.0 is not allowed" in errors[0] and str(shared[0].name) in errors[0]
