@@ -123,6 +123,7 @@ class Diffusion(Analysis):
         self.refs = torch.zeros(len(self.waiting), self.D, dtype=torch.float64, device=device)
         self.reference_at = {w: k for k, w in enumerate(self.waiting)}  # step -> its row of refs
         self.curves = [np.full(len(l), np.nan) for l in self.lags]
+        self._fitted: Dict[int, Tuple[int, Tuple[Dict[str, float], Dict[str, np.ndarray]]]] = {}  # k -> (points, fit)
         self.targets: Dict[int, List[Tuple[int, int]]] = {}
         for k, (w, lags) in enumerate(zip(self.waiting, self.lags)):
             for j, tau in enumerate(lags):
@@ -221,13 +222,19 @@ class Diffusion(Analysis):
         done = np.isfinite(self.curves[k])
         return self.lags[k][done], self.curves[k][done]
 
-    def measured_curves(self):
-        """(k, t_w, lags, MSD, local exponents, crossover lag) of each waiting time with ≥ 3 lags measured."""
-        for k, w in enumerate(self.waiting):
-            lags, values = self.curve(k)
-            if len(lags) >= 3:
-                local = local_exponents(lags, values)
-                yield k, w, lags, values, local, crossover(lags, local)
+    def fitted_curve(self, k: int, w: int, lags: np.ndarray, values: np.ndarray):
+        """The scalars and arrays of waiting time t_w = `w` (curve `k`): fitted γ, local exponents,
+        crossover, and for the first one γ early/late."""
+        local = local_exponents(lags, values)
+        cross = crossover(lags, local)
+        key = f"{PREFIX}/tw{w}"
+        s = {f"{key}/gamma": power_law_fit(lags, values)[0], f"{key}/gamma_local": float(local[-1]),
+             f"{key}/crossover_step": w + cross}
+        arrays = {f"{key}/lags": lags.astype(float), f"{key}/msd": values, f"{key}/gamma_local": local}
+        if k == 0:
+            s[f"{PREFIX}/gamma_early"], s[f"{PREFIX}/gamma_late"] = early_late(lags, values, cross)
+            s[f"{PREFIX}/crossover_step"] = w + cross
+        return s, arrays
 
     def compute(self, step: int) -> Optional[Measurement]:
         self.flush()
@@ -239,17 +246,16 @@ class Diffusion(Analysis):
             s[f"{PREFIX}/window_gamma"] = win[2]
             arrays[f"{PREFIX}/window_lags"] = win[0].astype(float)
             arrays[f"{PREFIX}/window_msd"] = win[1]
-        for k, w, lags, values, local, cross in self.measured_curves():
-            key = f"{PREFIX}/tw{w}"
-            s[f"{key}/gamma"] = power_law_fit(lags, values)[0]
-            s[f"{key}/gamma_local"] = float(local[-1])
-            s[f"{key}/crossover_step"] = w + cross
-            arrays[f"{key}/lags"] = lags.astype(float)
-            arrays[f"{key}/msd"] = values
-            arrays[f"{key}/gamma_local"] = local
-            if k == 0:
-                s[f"{PREFIX}/gamma_early"], s[f"{PREFIX}/gamma_late"] = early_late(lags, values, cross)
-                s[f"{PREFIX}/crossover_step"] = w + cross
+        for k, w in enumerate(self.waiting):
+            lags, values = self.curve(k)
+            if len(lags) < 3:
+                continue
+            # a curve only gains points (log-spaced: rarely, late in a run): fitted again only then
+            if self._fitted.get(k, (0,))[0] != len(lags):
+                self._fitted[k] = (len(lags), self.fitted_curve(k, w, lags, values))
+            fitted_s, fitted_arrays = self._fitted[k][1]
+            s.update(fitted_s)
+            arrays.update(fitted_arrays)
         self.last = s
         return Measurement(s, arrays)
 
@@ -268,6 +274,7 @@ class Diffusion(Analysis):
             getattr(self, name).copy_(state[name])
         self.count, self.path_length = state["count"], state["path_length"]
         self.curves = [c.numpy().copy() for c in state["curves"]]
+        self._fitted = {}
         self.windows.load_state_dict(state["windows"])
         pending = state["window_done"].numpy()
         self.window_done = pending.copy() if len(pending) else None
