@@ -20,18 +20,18 @@ def output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def sweep_name() -> str | None:
-    """The multirun directory's name, used as the W&B group; None for a single run."""
-    hc = HydraConfig.get()
-    return Path(hc.sweep.dir).name if hc.mode.name == "MULTIRUN" else None
-
-
 def sweep_dir() -> Optional[Path]:
     """The multirun directory that this job's directory is in; None for a single run or outside Hydra."""
     if not HydraConfig.initialized():
         return None
     hc = HydraConfig.get()
     return Path(hc.sweep.dir) if hc.mode.name == "MULTIRUN" else None
+
+
+def sweep_name() -> str | None:
+    """The multirun directory's name, used as the W&B group; None for a single run."""
+    directory = sweep_dir()
+    return directory.name if directory is not None else None
 
 
 def job_label() -> Optional[str]:

@@ -11,14 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def to_numpy(x) -> np.ndarray:
-    """float64 numpy copy/view of ``x`` (torch tensors are detached and moved to CPU)."""
+def to_numpy(x, keep_float32: bool = False) -> np.ndarray:
+    """float64 numpy copy/view of ``x`` (torch tensors are detached and moved to CPU);
+    `keep_float32`: float32 input stays float32 (no copy where none is needed)."""
+    keep = ("float32", "float64") if keep_float32 else ("float64",)
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
         x = x.detach().cpu()
         if x.dtype.is_complex:
             raise TypeError("complex input is not supported")
-        x = x.double().numpy()
-    return np.asarray(x, dtype=np.float64)
+        x = x.numpy() if str(x.dtype).removeprefix("torch.") in keep else x.double().numpy()
+    a = np.asarray(x)
+    return a if a.dtype.name in keep else a.astype(np.float64)
 
 
 def as_series(x, dim: int = 0, pooled: bool = False) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -55,12 +55,7 @@ def _converted(x) -> bool:
 
 def _positions(x) -> np.ndarray:
     """The trajectory as a 2-D float array, float32 kept as it is (no copy where none is needed)."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
-        t = x.detach().cpu()
-        a = t.numpy() if str(t.dtype) in ("torch.float32", "torch.float64") else to_numpy(t)
-    else:
-        a = np.asarray(x)
-        a = a if a.dtype in (np.float32, np.float64) else to_numpy(a)
+    a = to_numpy(x, keep_float32=True)
     if a.ndim == 0:
         raise ValueError("need a trajectory with time along axis 0")
     a = a.reshape(a.shape[0], -1)
@@ -122,8 +117,8 @@ def _msd_direct(X: np.ndarray, lags: np.ndarray) -> np.ndarray:
 
 def _msd_strided(X: np.ndarray, lags: np.ndarray, stride: int) -> np.ndarray:
     """The direct sum over the origins t = 0, stride, 2·stride, … < T − τ only, from the differences
-    x_{t+τ} − x_t themselves: in the trajectory's own precision (a float32 trajectory, like the
-    diffusion analysis' ring, is not copied to float64 whole), each origin's squares summed in float64."""
+    x_{t+τ} − x_t themselves: in the trajectory's own precision (a float32 trajectory is not copied
+    to float64 whole), each origin's squares summed in float64."""
     T = len(X)
     out = np.empty(len(lags))
     for i, tau in enumerate(lags):
@@ -302,7 +297,7 @@ class WindowedMSD:
             self._add(part)
             start += len(part)
             if self.position == self.window:
-                done.append((self.window, self._msd()))
+                done.append((self.window, self._means()))
                 self.sums[:] = 0.0
                 self.counts[:] = 0
                 self.position, self.n_origins, self.first = 0, 0, 0
@@ -344,14 +339,14 @@ class WindowedMSD:
                 self.counts[j] += n
         self.position += k
 
-    def _msd(self) -> np.ndarray:
+    def _means(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.counts > 0, self.sums / np.maximum(self.counts, 1), np.nan)
 
     def current(self) -> Tuple[np.ndarray, np.ndarray]:
         """(lags, MSD) of the window in progress, lags up to a quarter of its records."""
         keep = (self.lags <= self.position // 4) & (self.counts > 0)
-        return self.lags[keep], self._msd()[keep]
+        return self.lags[keep], self._means()[keep]
 
     def state_dict(self) -> dict:
         import torch

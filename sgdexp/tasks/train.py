@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from sgdexp.analysis import Analysis, build_analyses
+from sgdexp.analysis import Analysis, Measurement, build_analyses
 from sgdexp.checkpoint import LAST, save_checkpoint
 from sgdexp.errors import StorageError
 from sgdexp.rundir import load_checkpoint_checked
@@ -114,13 +114,17 @@ class Training:
     def analyse(self, step: int, due: List[Analysis]) -> Dict[str, float]:
         scalars: Dict[str, float] = {}
         for a in due:
-            start = time.perf_counter()
-            measurement = a.compute(step)
+            measurement = _timed(a, self._measure, a, step)
             if measurement is not None:
                 scalars.update(measurement.scalars)
-                self.tracker.log_arrays(step, measurement.arrays)
-            a.seconds += time.perf_counter() - start
         return scalars
+
+    def _measure(self, analysis: Analysis, step: int) -> Optional[Measurement]:
+        """One measurement, its arrays logged (the part of `analyse` timed as the analysis' own)."""
+        measurement = analysis.compute(step)
+        if measurement is not None:
+            self.tracker.log_arrays(step, measurement.arrays)
+        return measurement
 
     def log_figures(self, summary: Dict[str, Any]) -> None:
         """The report's figures of this run (sgdexp.report: drawn from what the run and its analyses
@@ -212,15 +216,11 @@ class Training:
                 window.append(noise.apply(step, measure=due))
                 for a in observers:
                     if a.observing(step):
-                        start = time.perf_counter()
-                        a.observe(step)
-                        a.seconds += time.perf_counter() - start
+                        _timed(a, a.observe, step)
                 optimizer.step()
                 for a in recorders:
                     if a.recording(step):
-                        start = time.perf_counter()
-                        a.record(step)
-                        a.seconds += time.perf_counter() - start
+                        _timed(a, a.record, step)
                 analyses_due = [a for a in analyses if a.due(step)] if analyses else analyses
                 if not (due or analyses_due):
                     continue
