@@ -53,8 +53,9 @@ log = logging.getLogger(__name__)
 
 PREFIX = "diffusion"
 WINDOW_ORIGINS = 64  # time origins per lag of the window MSD
-STAGE_RECORDS = 64  # records folded together
+STAGE_RECORDS = 8  # raw records folded together
 STAGE_NUMBERS = 1 << 22  # and at most this many staged numbers (16 MB in float32)
+BLOCK_RECORDS = 64  # folded records whose moves and window pairs are taken together
 
 
 def early_late(lags: np.ndarray, values: np.ndarray, cross: float) -> Tuple[float, float]:
@@ -85,10 +86,14 @@ class Diffusion(Analysis):
         device = source.data.x_train.device
         dtype = source.params[0].dtype
         self.folds = -(-d // self.D)  # rows of D in the zero-padded parameter vector (1 when exact)
-        # Records wait in `stage` (the raw weights, zero-padded) and are folded a block at a time: a
-        # record then costs one copy of the weights in the training loop, and the fold's multiply and
-        # sum stream over a block (default MLP, 2000 steps: +15% against +21% folding each record on
-        # its own, whose signs the training step has evicted by then; blocks of 8 cost as much as 64).
+        # Two buffers, so that the training loop pays one copy of the weights per record and the
+        # rest runs a few torch calls per many records (a call's dispatch costs as much as its
+        # arithmetic on these sizes):
+        # - `stage`: up to 8 raw records (zero-padded), folded together. Small enough to stay in
+        #   cache between the copies: a 64-record stage (7 MB for the default MLP) is written to
+        #   memory and read back, which cost the training loop more than the fold;
+        # - `block`: up to 64 folded records. The path length's moves and the window MSD's pairs are
+        #   taken from a full block, or from its rows so far when a measurement or a checkpoint asks.
         self.stage_size = max(1, min(STAGE_RECORDS, STAGE_NUMBERS // (self.folds * self.D)))
         self.stage = torch.zeros(self.stage_size, self.folds * self.D, dtype=dtype, device=device)
         self.stage_rows = [row[:d] for row in self.stage.unbind(0)]  # the parameters of each staged record
@@ -103,9 +108,13 @@ class Diffusion(Analysis):
         else:
             self.sign = None
             log.info("diffusion: %d parameters <= dims=%d: recording the weights exactly", d, dims)
-        self.folded = torch.zeros(self.stage_size, self.D, dtype=torch.float32, device=device)  # a block's records
-        self.previous = torch.zeros(self.D, dtype=torch.float32, device=device)  # the latest record
-        self.count = 0  # records taken so far
+        self.block = torch.zeros(BLOCK_RECORDS, self.D, dtype=torch.float32, device=device)  # folded records
+        self.moves = torch.zeros_like(self.block)  # from record to record
+        self.in_block = 0  # rows of `block` in use
+        self.moved = 0  # of them, those whose move is in the path length
+        self.windowed = 0  # of them, those given to the window MSD
+        self.previous = torch.zeros(self.D, dtype=torch.float32, device=device)  # the record before the block
+        self.count = 0  # records folded so far
         # time-averaged MSD over consecutive windows of `buffer` records, origins every
         # buffer // WINDOW_ORIGINS records: a record's squared displacement already sums D coordinates,
         # so 64 origins per lag lose little, and the window costs ~1/8 of all pairs
@@ -124,6 +133,9 @@ class Diffusion(Analysis):
         self.reference_at = {w: k for k, w in enumerate(self.waiting)}  # step -> its row of refs
         self.curves = [np.full(len(l), np.nan) for l in self.lags]
         self._fitted: Dict[int, Tuple[int, Tuple[Dict[str, float], Dict[str, np.ndarray]]]] = {}  # k -> (points, fit)
+        # k -> the points of curve k when its arrays were last logged: a curve's arrays are logged
+        # again only when it gained points (JSON of ~10 arrays at each measurement was half its time)
+        self.logged_points: Dict[int, int] = {}
         self.targets: Dict[int, List[Tuple[int, int]]] = {}
         for k, (w, lags) in enumerate(zip(self.waiting, self.lags)):
             for j, tau in enumerate(lags):
@@ -146,43 +158,68 @@ class Diffusion(Analysis):
             self._params = [p.detach().view(-1) for p in self.source.params] if views else None
         return self._params or [p.detach().reshape(-1) for p in self.source.params]
 
-    def flush(self) -> None:
-        """Fold the staged records (exact: copy them) in a block, oldest first, and take from them
-        the path length, the window MSD's pairs, the waiting-time references and MSD(t_w, τ) points.
-        Everything that reads records flushes first; a record's numbers do not depend on the block
-        it was folded in."""
-        if not self.staged:
-            return
-        k = len(self.staged)
-        block, records = self.stage[:k], self.folded[:k]
-        if not self.projected:
-            records.copy_(block)
-        else:
-            block = block.mul_(self.sign).view(k, self.folds, self.D)
-            if block.dtype == records.dtype:
-                torch.sum(block, dim=1, out=records)
-            else:  # float64 weights: folded in their precision, then rounded like every record
-                records.copy_(block.sum(dim=1))
-        if self.count == 0:
-            self.origin.copy_(records[0])
-            moves = records.diff(dim=0)
-        else:
-            moves = torch.cat([self.previous[None], records]).diff(dim=0)
-        self.path_length += float(torch.linalg.vector_norm(moves, dim=1).double().sum())
-        for _, values in self.windows.update(records):
-            self.window_done = values
-        for i, step in enumerate(self.staged):  # waiting-time references and MSD(t_w, τ) points
-            if step in self.reference_at:
-                self.refs[self.reference_at[step]] = records[i]
-            for w, j in self.targets.get(step, ()):
-                self.curves[w][j] = float((records[i].double() - self.refs[w]).square().sum())
-        self.previous.copy_(records[k - 1])
-        self.count += k
-        self.staged.clear()
+    def flush(self, read: bool = True, window: bool = False) -> None:
+        """Fold the staged records (exact: copy them) into the block, oldest first, taking the
+        waiting-time references and MSD(t_w, τ) points from them. When the block is full, or with
+        `read` (whoever reads the path length), add the moves of its rows to the path length, and with
+        `window` or a full block give them to the window MSD.
+        Everything that reads records flushes first. A record's numbers do not depend on how records
+        were grouped; the window MSD's float32 sums per group do, in the last digits, and groups
+        follow the steps at which a run measures and checkpoints (so a resumed run's match)."""
+        if self.staged:
+            k, n = len(self.staged), self.in_block  # k <= BLOCK_RECORDS - n: `record` sees to it
+            staged, records = self.stage[:k], self.block[n: n + k]
+            if not self.projected:
+                records.copy_(staged)
+            else:
+                staged = staged.mul_(self.sign).view(k, self.folds, self.D)
+                if staged.dtype == records.dtype:
+                    torch.sum(staged, dim=1, out=records)
+                else:  # float64 weights: folded in their precision, then rounded like every record
+                    records.copy_(staged.sum(dim=1))
+            if self.count == 0:
+                self.origin.copy_(records[0])
+            for i, step in enumerate(self.staged):  # waiting-time references and MSD(t_w, τ) points
+                if step in self.reference_at:
+                    self.refs[self.reference_at[step]] = records[i]
+                for w, j in self.targets.get(step, ()):
+                    self.curves[w][j] = float((records[i].double() - self.refs[w]).square().sum())
+            self.in_block += k
+            self.count += k
+            self.staged.clear()
+        if self.in_block == BLOCK_RECORDS or read:
+            self._consume(window or self.in_block == BLOCK_RECORDS)
+
+    def _consume(self, window: bool) -> None:
+        """The path length of the block's rows not yet in it, and with `window` the window MSD of the
+        rows not yet given to it; a block fully consumed starts again empty."""
+        n = self.in_block
+        if self.moved < n:
+            a = self.moved
+            moves = self.moves[a:n]
+            torch.sub(self.block[max(a, 1): n], self.block[max(a, 1) - 1: n - 1], out=moves[1 if a == 0 else 0:])
+            if a == 0:  # the move into the block's first row (none before the first record)
+                if self.count > n:
+                    torch.sub(self.block[0], self.previous, out=moves[0])
+                else:
+                    moves[0] = 0.0
+            self.path_length += float(torch.linalg.vector_norm(moves, dim=1).double().sum())
+            self.moved = n
+        if window and self.windowed < n:
+            for _, values in self.windows.update(self.block[self.windowed: n]):
+                self.window_done = values
+            self.windowed = n
+        if self.windowed == n == BLOCK_RECORDS:
+            self._end_block()
+
+    def _end_block(self) -> None:
+        if self.in_block:
+            self.previous.copy_(self.block[self.in_block - 1])
+            self.in_block = self.moved = self.windowed = 0
 
     def latest(self) -> torch.Tensor:
         self.flush()
-        return self.previous
+        return self.block[self.in_block - 1] if self.in_block else self.previous
 
     @property
     def distance_sq(self) -> float:
@@ -196,8 +233,8 @@ class Diffusion(Analysis):
         """Stage a copy of the weights (the fold waits for a full stage or a measurement)."""
         torch.cat(self._flat_params(), out=self.stage_rows[len(self.staged)])
         self.staged.append(step)
-        if len(self.staged) == self.stage_size:
-            self.flush()
+        if len(self.staged) == self.stage_size or self.in_block + len(self.staged) == BLOCK_RECORDS:
+            self.flush(read=False)
 
     # ------------------------------------------------------------------ measurements
     def due(self, step: int) -> bool:
@@ -237,7 +274,7 @@ class Diffusion(Analysis):
         return s, arrays
 
     def compute(self, step: int) -> Optional[Measurement]:
-        self.flush()
+        self.flush(window=step == self.steps)
         s: Dict[str, float] = {f"{PREFIX}/distance_sq": self.distance_sq, f"{PREFIX}/path_length": self.path_length,
                                f"{PREFIX}/dims": float(self.D), f"{PREFIX}/projected": float(self.projected)}
         arrays: Dict[str, np.ndarray] = {}
@@ -255,18 +292,24 @@ class Diffusion(Analysis):
                 self._fitted[k] = (len(lags), self.fitted_curve(k, w, lags, values))
             fitted_s, fitted_arrays = self._fitted[k][1]
             s.update(fitted_s)
-            arrays.update(fitted_arrays)
+            if self.logged_points.get(k) != len(lags):
+                arrays.update(fitted_arrays)
+                self.logged_points[k] = len(lags)
         self.last = s
         return Measurement(s, arrays)
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> Dict:
-        self.flush()  # a checkpoint holds no staged records
+        # a checkpoint holds no staged records and ends the block: a resumed run groups the
+        # records that follow as this one does
+        self.flush(window=True)
+        self._end_block()
         pending = self.window_done if self.window_done is not None else np.zeros(0)
         return {**super().state_dict(), "previous": self.previous.cpu(), "count": self.count,
                 "origin": self.origin.cpu(), "path_length": self.path_length,
                 "refs": self.refs.cpu(), "curves": [torch.from_numpy(c) for c in self.curves],
-                "windows": self.windows.state_dict(), "window_done": torch.from_numpy(pending)}
+                "windows": self.windows.state_dict(), "window_done": torch.from_numpy(pending),
+                "logged_points": dict(self.logged_points)}
 
     def load_state_dict(self, state: Dict) -> None:
         super().load_state_dict(state)
@@ -275,6 +318,7 @@ class Diffusion(Analysis):
         self.count, self.path_length = state["count"], state["path_length"]
         self.curves = [c.numpy().copy() for c in state["curves"]]
         self._fitted = {}
+        self.logged_points = {int(k): int(v) for k, v in state["logged_points"].items()}
         self.windows.load_state_dict(state["windows"])
         pending = state["window_done"].numpy()
         self.window_done = pending.copy() if len(pending) else None

@@ -57,12 +57,12 @@ class Run:
         return [p[0] for p in pts], [p[1] for p in pts]
 
     def last_arrays(self, prefix: str) -> Dict[str, List[float]]:
-        """The arrays under `prefix` as of the last step that logged any of them."""
-        for row in reversed(self.arrays):
-            found = {k: v for k, v in row.items() if k.startswith(prefix) and isinstance(v, list)}
-            if found:
-                return found
-        return {}
+        """The latest value of each array under `prefix` (an analysis logs an array again only
+        when it changed: analysis=[diffusion] logs a waiting time's curve when it gained points)."""
+        found: Dict[str, List[float]] = {}
+        for row in self.arrays:
+            found.update((k, v) for k, v in row.items() if k.startswith(prefix) and isinstance(v, list))
+        return found
 
     def scalar_keys(self, prefix: str = "") -> List[str]:
         keys = {k for r in self.metrics for k in r if k.startswith(prefix) and k != "step"}
