@@ -18,6 +18,7 @@ a smaller ResNet (depth 8, width 8), so the ResNet figure is a lower bound there
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import tempfile
@@ -44,6 +45,11 @@ QUICK_MODELS: Dict[str, List[str]] = {"resnet": ["model=resnet", "model.depth=8"
 
 def wall_time(overrides: List[str], steps: int) -> Tuple[float, float]:
     """(the run's wall time, its analyses' own share: their timed calls over the rest of the run)."""
+    # Runs share this process, whose ~400k Python objects (torch, scipy, Hydra) a full garbage
+    # collection walks in 0.1-0.25 s: one landing in a run, set off by what earlier runs allocated,
+    # moved a 4 s run's time by up to 6%. Collected now and frozen out of later collections.
+    gc.collect()
+    gc.freeze()
     with tempfile.TemporaryDirectory() as tmp:
         run_task(compose_config(["device=cpu", "logger=none", "trainer.progress=false", "trainer.figures=false",
                                  f"trainer.steps={steps}", *overrides]), Path(tmp))
@@ -59,7 +65,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {list(MODELS)}")
+    parser.add_argument("--analyses", default=",".join(ANALYSES),
+                        help=f"comma-separated, of {list(ANALYSES)} (e.g. only the target's on a long ResNet run)")
     args = parser.parse_args()
+    analyses = {name: ANALYSES[name] for name in args.analyses.split(",")}
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -72,10 +81,10 @@ def main() -> None:
         # repeats of (t_with - t_plain) / t_plain of one repeat: on a shared VM the wall time of a
         # 0.5 s run drifts by +-20% between minutes, and a pair taken together shares the drift.
         plain: List[float] = []
-        times: Dict[str, List[Tuple[float, float]]] = {name: [] for name in ANALYSES}
+        times: Dict[str, List[Tuple[float, float]]] = {name: [] for name in analyses}
         for _ in range(repeats):
             plain.append(wall_time(model_overrides, steps)[0])
-            for name, overrides in ANALYSES.items():
+            for name, overrides in analyses.items():
                 times[name].append(wall_time(model_overrides + overrides, steps))
         base = statistics.median(plain)
         print(f"{model:8s} plain run            {base:8.2f} s (median; {min(plain):.2f}-{max(plain):.2f})")
@@ -86,7 +95,7 @@ def main() -> None:
             extra[name], own_extra[name] = cost * base, own * base
             print(f"{model:8s} + {name:18s} {statistics.median(t for t, _ in runs):8.2f} s   cost {100 * cost:6.1f}%"
                   f"   (its own calls, timed in the loop: {100 * own:5.1f}%)")
-        if steps < 10000:  # one curvature measurement (at the end), and diffusion's cost per step
+        if steps < 10000 and {"curvature", "diffusion"} <= set(analyses):  # one curvature measurement (at the end), and diffusion's cost per step
             for label, costs in (("whole runs", extra), ("own calls", own_extra)):
                 step_time, measurement = base / steps, costs["curvature"]
                 diffusion = costs["diffusion"] / steps / step_time

@@ -16,26 +16,27 @@ memory, where a dense Gaussian projection would need D·d numbers.
 What is kept, and so the memory bound (none of it grows with the run's length, and a checkpoint of
 the default analysis is ~0.5 MB):
 - the time-averaged MSD(τ) over consecutive windows of `buffer` records (origins every
-  buffer // 64 records, lags up to buffer // 4: `sgdexp.stats.WindowedMSD`, fed each block of
+  buffer // 64 records, lags up to buffer // 4: `sgdexp.stats.WindowedMSD`, fed each block of 64
   records), whose exponent γ_window is "γ in windows through training": it keeps the origins that
-  later records can still reach (about 25 records by default), not the window. Each completed window
-  is logged at the next measurement, and the end of the run logs the window in progress if none
-  completed since the last one;
+  later records can still reach (about 25 records by default), not the window. A completed window
+  is logged at the first measurement after its block of records reached the window MSD (within 64
+  records of its end), and the end of the run logs the window in progress if none completed since
+  the last one;
 - for each waiting time t_w in `waiting_times`, the record at t_w (D float64 numbers) and the squared
   distances ‖θ_{t_w+τ} − θ_{t_w}‖² at `lags` log-spaced lags τ up to the end of the run, taken as the
   weights pass those steps (a few scalars each): MSD(t_w, τ) on a log grid from one trajectory (the
   average ⟨·⟩ over runs is a sweep over seeds). t_w = 0 is the distance from initialisation.
-- the path length Σ‖θ_t − θ_{t−every}‖ (between records; exact or projected like the rest) and the
-  latest record;
-- up to 64 staged records not yet folded (the raw weights, at most 2^22 numbers).
+- the path length Σ‖θ_t − θ_{t−every}‖ (between records; exact or projected like the rest);
+- up to 8 staged records not yet folded (the raw weights, at most 2^22 numbers), and a block of up to
+  64 folded records (see `__init__`).
 
 Each measurement (every `log_every` steps and at the end) logs the distance from init, path length,
 γ_window, and for each t_w the fitted γ, the local exponent γ(τ) = d log MSD / d log τ at the latest
 lag, and the crossover step t_w + τ_c where γ(τ) first falls from above 1 to below 1 (super- to
 sub-diffusion; NaN while it has not). For the first waiting time these are also `diffusion/gamma_early`
 and `diffusion/gamma_late` (fits below and above the crossover, or below and above the log-midpoint of
-the lags measured when there is none) and `diffusion/crossover_step`. The curves go to arrays.jsonl,
-from which the report (and the run, at its end) draws MSD(t_w, τ) log–log with the fitted slopes and
+the lags measured when there is none) and `diffusion/crossover_step`. The curves go to arrays.jsonl (a
+waiting time's when it gained points since it was last logged), from which the report (and the run, at its end) draws MSD(t_w, τ) log–log with the fitted slopes and
 γ(τ) (`sgdexp.report.figures.msd_curves`: one drawing for a run and for a sweep).
 """
 from __future__ import annotations
@@ -150,7 +151,11 @@ class Diffusion(Analysis):
     def _flat_params(self) -> List[torch.Tensor]:
         """The parameters as flat views, built once: a view follows the optimizer's in-place updates,
         and `torch.cat` of six prepared views costs 5 µs against 12 µs with a reshape per call. Rebuilt
-        when a parameter's storage changes; a non-contiguous parameter is reshaped (copied) per call."""
+        when a parameter's storage changes, which is checked at the first record of each stage (the
+        check costs 2 µs, and within a stage the weights only see optimizer steps, which update them
+        in place); a non-contiguous parameter is reshaped (copied) per call."""
+        if self._params is not None and self.staged:
+            return self._params
         pointers = [p.data_ptr() for p in self.source.params]
         if pointers != self._pointers or self._params is None:
             self._pointers = pointers
