@@ -18,7 +18,6 @@ a smaller ResNet (depth 8, width 8), so the ResNet figure is a lower bound there
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import tempfile
@@ -45,11 +44,6 @@ QUICK_MODELS: Dict[str, List[str]] = {"resnet": ["model=resnet", "model.depth=8"
 
 def wall_time(overrides: List[str], steps: int) -> Tuple[float, float]:
     """(the run's wall time, its analyses' own share: their timed calls over the rest of the run)."""
-    # Runs share this process, whose ~400k Python objects (torch, scipy, Hydra) a full garbage
-    # collection walks in 0.1-0.25 s: one landing in a run, set off by what earlier runs allocated,
-    # moved a 4 s run's time by up to 6%. Collected now and frozen out of later collections.
-    gc.collect()
-    gc.freeze()
     with tempfile.TemporaryDirectory() as tmp:
         run_task(compose_config(["device=cpu", "logger=none", "trainer.progress=false", "trainer.figures=false",
                                  f"trainer.steps={steps}", *overrides]), Path(tmp))

@@ -169,3 +169,32 @@ def test_wandb_key_never_lands_in_outputs(tmp_path, tmp_cwd, monkeypatch):
     run_task(make_cfg(SHORT + ["logger=wandb", "logger.mode=offline"]), out)
     leaked = [p for p in out.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert not leaked
+
+
+def test_the_heap_before_a_run_is_frozen_out_of_garbage_collection_during_it(tmp_path, monkeypatch):
+    # what existed before the run is out of the collector's walks while it runs (a full collection
+    # of it costs 0.1-0.25 s at a random step), and back in them after, also when the run fails
+    import gc
+
+    import sgdexp.tasks.train as train_module
+
+    frozen = []
+    loop = train_module.Training.loop
+
+    def watched(self):
+        frozen.append(gc.get_freeze_count())
+        return loop(self)
+
+    monkeypatch.setattr(train_module.Training, "loop", watched)
+    before = len(gc.get_objects())
+    train_run(tmp_path / "ok", SHORT)
+    assert frozen and frozen[0] >= before // 2 and gc.get_freeze_count() == 0
+
+    def fail(self):
+        frozen.append(gc.get_freeze_count())
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(train_module.Training, "loop", fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        train_run(tmp_path / "failed", SHORT)
+    assert frozen[1] > 0 and gc.get_freeze_count() == 0
