@@ -35,9 +35,10 @@ Each measurement (every `log_every` steps and at the end) logs the distance from
 lag, and the crossover step t_w + τ_c where γ(τ) first falls from above 1 to below 1 (super- to
 sub-diffusion; NaN while it has not). For the first waiting time these are also `diffusion/gamma_early`
 and `diffusion/gamma_late` (fits below and above the crossover, or below and above the log-midpoint of
-the lags measured when there is none) and `diffusion/crossover_step`. The curves go to arrays.jsonl (a
-waiting time's when it gained points since it was last logged), from which the report (and the run, at its end) draws MSD(t_w, τ) log–log with the fitted slopes and
-γ(τ) (`sgdexp.report.figures.msd_curves`: one drawing for a run and for a sweep).
+the lags measured when there is none) and `diffusion/crossover_step`. The curves go to arrays.jsonl
+(a waiting time's when it gained points since it was last logged), from which the report (and the
+run, at its end) draws MSD(t_w, τ) log–log with the fitted slopes and γ(τ)
+(`sgdexp.report.figures.msd_curves`: one drawing for a run and for a sweep).
 """
 from __future__ import annotations
 
