@@ -89,7 +89,8 @@ def main() -> None:
             extra[name], own_extra[name] = cost * base, own * base
             print(f"{model:8s} + {name:18s} {statistics.median(t for t, _ in runs):8.2f} s   cost {100 * cost:6.1f}%"
                   f"   (its own calls, timed in the loop: {100 * own:5.1f}%)")
-        if steps < 10000 and {"curvature", "diffusion"} <= set(analyses):  # one curvature measurement (at the end), and diffusion's cost per step
+        # projected from one curvature measurement (at the end) and diffusion's cost per step
+        if steps < 10000 and {"curvature", "diffusion"} <= set(analyses):
             for label, costs in (("whole runs", extra), ("own calls", own_extra)):
                 step_time, measurement = base / steps, costs["curvature"]
                 diffusion = costs["diffusion"] / steps / step_time

@@ -44,7 +44,7 @@ def test_diffusion_leaves_training_unchanged_and_resumes_exactly(tmp_path, monke
     base = ["model.widths=[32]", "dataset.subset=512", "trainer.steps=120", "trainer.eval_every=40",
             "trainer.log_every=20", "trainer.checkpoint_every=60"]
     overrides = SMALL[:1] + base[1:] + SMALL[4:] + ["analysis.diffusion.dims=1024", "analysis.diffusion.every=2",
-                                                    "analysis.diffusion.buffer=16",  # 61 records: the ring wraps
+                                                    "analysis.diffusion.buffer=16",  # 61 records: windows of 16 complete
                                                     "analysis.diffusion.log_every=40"]  # logged rows as without it
     train_run(tmp_path / "plain", base)
     summary = train_run(tmp_path / "full", overrides + ["trainer.figures=true"])
@@ -57,7 +57,7 @@ def test_diffusion_leaves_training_unchanged_and_resumes_exactly(tmp_path, monke
         assert key in summary, key
     assert summary["diffusion/projected"] == 1
     assert (tmp_path / "full" / "figures" / "msd.png").stat().st_size > 10_000
-    # killed after the step-60 checkpoint: ring buffer, references and curves come back from it
+    # killed after the step-60 checkpoint: window MSD, references and curves come back from it
     kill_after_checkpoint(tmp_path / "killed", overrides, monkeypatch, last_checkpoint=60)
     train_run(tmp_path / "killed", overrides + ["trainer.resume=true"])
     for name in ("metrics.jsonl", "arrays.jsonl"):
@@ -77,7 +77,7 @@ def test_path_length_and_distance_follow_the_recorded_weights(dims):
     walk = torch.randn(steps + 1, 8, generator=torch.Generator().manual_seed(4)).cumsum(0)
     for step in range(steps + 1):
         params[0].copy_(walk[step, :3]), params[1].copy_(walk[step, 3:])
-        analysis.record(step)  # staged: folded into the ring 15 at a time, or when measured
+        analysis.record(step)  # staged, folded 8 at a time into blocks of 64, or when measured
         if step == 11:
             analysis.compute(step)
     if dims == 64:  # recorded exactly

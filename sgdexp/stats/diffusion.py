@@ -281,7 +281,8 @@ class WindowedMSD:
         if not len(self.lags) or self.lags.min() < 1 or self.lags.max() >= window or stride < 1:
             raise ValueError(f"lags in [1, {window - 1}] and stride >= 1 (got {self.lags.tolist()}, stride={stride})")
         self.window, self.stride = int(window), int(stride)
-        self.keep = int(self.lags.max()) // self.stride + 1  # origins a later block can still pair with
+        self.max_lag = int(self.lags.max())
+        self.keep = self.max_lag // self.stride + 1  # origins a later block can still pair with
         self.origins = torch.zeros(self.keep, dim, dtype=dtype, device=device)  # in time order, grown as needed
         self.n_origins = 0  # rows of `origins` in use: origins number first … first + n_origins − 1
         self.first = 0  # the window's origin number (position // stride) of row 0
@@ -309,7 +310,7 @@ class WindowedMSD:
         k, p0, stride = len(part), self.position, self.stride
         # keep the origins a target in or after this part can reach (number >= (p0 - max lag) / stride),
         # then append this part's own
-        drop = min(self.n_origins, max(0, -(-(p0 - int(self.lags.max())) // stride) - self.first))
+        drop = min(self.n_origins, max(0, -(-(p0 - self.max_lag) // stride) - self.first))
         if drop:
             self.origins[: self.n_origins - drop] = self.origins[drop: self.n_origins].clone()
             self.n_origins -= drop

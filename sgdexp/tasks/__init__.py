@@ -33,9 +33,6 @@ def final_line(out_dir: Path, label: Optional[str] = None) -> str:
     return f"{head}{status}{': ' + ', '.join(shown) if shown else ''} -> outputs in {out_dir}"
 
 
-_frozen = 0  # depth of nested `frozen_heap` blocks (a task may run another, e.g. escape's pretraining)
-
-
 @contextlib.contextmanager
 def frozen_heap() -> Iterator[None]:
     """The objects that exist now (about 425k once torch, scipy and Hydra are imported) kept out of
@@ -43,16 +40,11 @@ def frozen_heap() -> Iterator[None]:
     in 0.1-0.25 s, and one lands at random in a run (set off by a checkpoint's config copy, an
     analysis' import): 5% of a 10⁴-step MLP run. They live as long as the run anyway; objects made
     in the block are collected as before, and all are collectable again after it."""
-    global _frozen
-    if _frozen == 0:
-        gc.freeze()
-    _frozen += 1
+    gc.freeze()
     try:
         yield
     finally:
-        _frozen -= 1
-        if _frozen == 0:
-            gc.unfreeze()
+        gc.unfreeze()
 
 
 def run_task(cfg: DictConfig, out_dir: Path, group: Optional[str] = None, label: Optional[str] = None,
