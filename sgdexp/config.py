@@ -264,11 +264,11 @@ class CurvatureAnalysisConfig(AnalysisConfig):
 
     top_k: int = ranged(MISSING, ge=1)  # largest Hessian eigenpairs
     bottom_k: int = ranged(MISSING, ge=0)  # smallest Hessian eigenpairs
-    probes: int = ranged(MISSING, ge=6)  # Hutch++ probes for the trace (sgdexp.curvature.hutchinson_trace)
+    probes: int = ranged(MISSING, ge=2)  # Hutchinson probes off the Lanczos vectors for the trace (sgdexp.curvature)
     tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
     window: int = ranged(MISSING, ge=0)  # updates whose weights are projected after each measurement; 0: none
     exact_below: int = ranged(MISSING, ge=0)  # models with at most this many parameters: dense Hessian, all eigenpairs
-    noise_samples: int = ranged(MISSING, ge=0)  # per-sample gradients for the noise covariance; 0: all N
+    noise_samples: int = ranged(MISSING, ge=0)  # samples whose gradients' covariance is taken; 0: all N
     hessian_samples: int = ranged(0, ge=0)  # the Hessian of the loss on a fixed seeded subset of this many samples; 0: all N
     noise_points: int = ranged(8, ge=0)  # fixed Hessian: points of each window averaging the noise variance
     # The optimizer, for the stationary-variance prediction (interpolated from `optimizer` in the yaml).
@@ -284,7 +284,7 @@ class GeneralizationAnalysisConfig(AnalysisConfig):
     """`analysis=[generalization]` (sgdexp/analysis/generalization.py)."""
 
     sharpness_every: int = ranged(0, ge=0)  # steps between sharpness measurements; 0: at the end only
-    probes: int = ranged(MISSING, ge=6)  # Hutch++ probes for the trace (sgdexp.curvature.hutchinson_trace)
+    probes: int = ranged(MISSING, ge=2)  # Hutchinson probes off the Lanczos vectors for the trace (sgdexp.curvature)
     tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
 
 
@@ -310,7 +310,7 @@ class EscapeTaskConfig:
     replica_chunk: int = ranged(0, ge=0)  # replicas run together (bounds memory R × d); 0: all at once
     tail_batches: int = ranged(256, ge=0)  # minibatch gradients at θ* for each layer's tail index; 0: none
     tail_params: int = ranged(512, ge=1)  # coordinates sampled for those tail indices
-    sharpness_probes: int = ranged(100, ge=0)  # Hutchinson probes for tr H at θ*; 0: no sharpness
+    sharpness_probes: int = ranged(100, ge=0)  # Hutchinson probes for tr H at θ* beyond the Lanczos vectors; 0: none
 
 
 @dataclass

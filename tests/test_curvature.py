@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian
 
-from sgdexp.curvature import hutchinson_trace, loss_hvp, sharpness, top_eigenpairs
+from sgdexp.curvature import KrylovSketch, hutchinson_trace, loss_hvp, sharpness, top_eigenpairs
 from sgdexp.data import Dataset
 from sgdexp.gradients import GradientSource
 
@@ -167,6 +167,68 @@ def test_hutch_plus_plus_beats_hutchinson_on_a_decaying_spectrum():
     assert trace == pytest.approx(float(spectrum[:5].sum()), rel=1e-5) and se < 1e-4
 
 
+def _rotated(spectrum: torch.Tensor, seed: int) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(len(spectrum), len(spectrum), generator=torch.Generator().manual_seed(seed)).double())
+    return (q * spectrum) @ q.T
+
+
+def _sketched_trace(matrix: torch.Tensor, k: int, probes: int, seed: int):
+    """Lanczos to the top k eigenpairs keeping its vectors, then the trace from them and `probes`
+    probes; returns (trace, se, products of the trace beyond Lanczos's)."""
+    def hvp(v):
+        hvp.count += 1 if v.dim() == 1 else len(v)
+        return (v.double() @ matrix).to(v.dtype)
+
+    hvp.count = 0
+    sketch = KrylovSketch(len(matrix))
+    gen = torch.Generator().manual_seed(seed)
+    top_eigenpairs(hvp, len(matrix), k=k, tol=0.01, generator=gen, sketch=sketch)
+    lanczos = hvp.count
+    trace, se = hutchinson_trace(hvp, len(matrix), probes=probes, generator=gen, sketch=sketch)
+    return trace, se, hvp.count - lanczos
+
+
+def test_krylov_sketch_basis_is_orthonormal_with_the_exact_trace_over_it():
+    matrix = _rotated(100.0 / torch.arange(1, 201).double(), seed=3)
+    sketch = KrylovSketch(200)
+    top_eigenpairs(lambda v: (v.double() @ matrix).to(v.dtype), 200, k=2, tol=0.01, sketch=sketch)
+    q, trace = sketch.basis()
+    assert 6 <= q.shape[0] == len(sketch.vectors) <= sketch.max_vectors
+    assert torch.allclose(q.double() @ q.double().T, torch.eye(q.shape[0], dtype=torch.float64), atol=1e-5)
+    assert trace == pytest.approx(float(torch.trace(q.double() @ matrix @ q.double().T)), rel=1e-5)
+    full = KrylovSketch(200, max_vectors=3)  # a full sketch keeps its first vectors and ignores the rest
+    top_eigenpairs(lambda v: (v.double() @ matrix).to(v.dtype), 200, k=2, tol=0.01, sketch=full)
+    assert len(full.vectors) == 3 and torch.equal(full.vectors[0], sketch.vectors[0])
+
+
+def test_krylov_aware_trace_is_exact_on_a_low_rank_hessian():
+    """Rank 5 in d = 400: the Lanczos space (v0 and H's range) holds all of H, nothing is left."""
+    spectrum = torch.zeros(400, dtype=torch.float64)
+    spectrum[:5] = torch.tensor([9.0, 5.0, 3.0, 2.0, 1.0])
+    trace, se, _ = _sketched_trace(_rotated(spectrum, seed=8), k=2, probes=4, seed=0)
+    assert trace == pytest.approx(20.0, rel=1e-5) and se < 1e-4
+
+
+def test_krylov_aware_trace_unbiased_and_better_than_hutch_plus_plus_at_fewer_products():
+    """d = 400, eigenvalues 100/i. Over 40 seeds: the mean of Lanczos (k = 2) + 4 probes is within 3
+    standard errors of the mean (from the spread) of the trace, its SEs describe its errors (RMS
+    error / RMS SE within a factor 2 of 1; with 4 probes an SE has 3 degrees of freedom), and its
+    RMS error is below that of Hutch++ with 12 probes after the same Lanczos, which uses 8 more
+    products."""
+    matrix = _rotated(100.0 / torch.arange(1, 401).double(), seed=8)
+    exact = float(torch.trace(matrix))
+    runs = [_sketched_trace(matrix, k=2, probes=4, seed=s) for s in range(40)]
+    est, se = np.array([r[0] for r in runs]), np.array([r[1] for r in runs])
+    assert abs(est.mean() - exact) <= 3 * est.std(ddof=1) / np.sqrt(len(est))
+    rms_error = np.sqrt(np.mean((est - exact) ** 2))
+    assert 0.5 <= rms_error / np.sqrt(np.mean(se ** 2)) <= 2.0
+    hvp = lambda v: (v.double() @ matrix).to(v.dtype)  # noqa: E731
+    plus = np.array([hutchinson_trace(hvp, 400, probes=12, generator=torch.Generator().manual_seed(100 + s))[0]
+                     for s in range(40)])
+    assert rms_error < np.sqrt(np.mean((plus - exact) ** 2))
+    assert all(r[2] == 4 for r in runs)  # no product beyond the probes: the sketch is Lanczos's
+
+
 def test_seeded_and_validated():
     dim, hvp = 20, (lambda v: v * torch.arange(1.0, 21.0))
     for method in ("hutch++", "hutchinson"):
@@ -206,3 +268,30 @@ def test_sharpness_leaves_grad_mode_and_batchnorm_buffers_unchanged():
     exact = np.linalg.eigvalsh(_explicit_hessian(src).numpy())
     assert result["top_eigenvalue"] == pytest.approx(exact[-1], rel=1e-3)
     assert result["eigenvalue_1"] == pytest.approx(exact[-2], rel=1e-3)
+
+
+@pytest.mark.parametrize("batchnorm,chunk_size,task", [(False, 1000, "classification"), (True, 16, "classification"),
+                                                        (False, 16, "regression")])
+def test_noise_covariance_times_equals_the_per_sample_gradients_covariance(batchnorm, chunk_size, task):
+    """C V from Jacobian products against C formed from per-sample gradients (float64, centred),
+    on all samples and on a subset, in one chunk and in several, with BatchNorm in eval mode."""
+    src = _source(batchnorm=batchnorm, chunk_size=chunk_size)
+    if task == "regression":
+        gen = torch.Generator().manual_seed(3)
+        x = src.data.x_train
+        src = GradientSource(nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 2)),
+                             Dataset("toy", x, torch.randn(len(x), 2, generator=gen), x[:10], torch.zeros(10, 2),
+                                     num_outputs=2, task="regression"), chunk_size=chunk_size)
+    v = torch.randn(src.dim, 3, generator=torch.Generator().manual_seed(4))
+    src.backward_full()
+    grads = [p.grad.clone() for p in src.params]
+    buffers = [b.clone() for b in src.model.buffers()]
+    for indices in (None, torch.tensor([3, 17, 5, 40, 22, 9, 31, 58, 0, 44, 12, 27, 36, 50, 8, 19, 2, 33, 47, 25])):
+        g = torch.cat(list(src.per_sample_grads(indices))).double()
+        g = g - g.mean(dim=0)
+        expected = g.T @ (g @ v.double()) / len(g)
+        got = src.noise_covariance_times(v, indices)
+        assert got.dtype == torch.float64 and got.shape == (src.dim, 3)
+        assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
+    assert src.model.training and all(torch.equal(a, b) for a, b in zip(buffers, src.model.buffers()))
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, src.params))

@@ -6,7 +6,7 @@ At each measurement (every `every` steps from `start`, and at the end):
   through `sgdexp.curvature`) and the trace (Hutchinson, `probes` probes). Models with at most
   `exact_below` parameters get the dense Hessian instead (dim HVPs against the identity, one
   `eigh`): every eigenpair and the exact trace;
-- the noise covariance C projected on those directions, from per-sample gradients of
+- the noise covariance C projected on those directions, from the per-sample losses of
   `noise_samples` samples (0: all N), and its alignment with H (`stats.covariance_hessian_alignment`:
   Xie et al. assume C ∝ H near minima; this checks it);
 - the per-step noise variance along each direction, s_i = v_iᵀ C v_i / B times (N − B)/(N − 1)
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from sgdexp.analysis.base import Analysis, Measurement
-from sgdexp.curvature import hutchinson_trace, loss_hvp, top_eigenpairs
+from sgdexp.curvature import KrylovSketch, hutchinson_trace, loss_hvp, top_eigenpairs
 from sgdexp.errors import ConfigError
 from sgdexp.stats import covariance_hessian_alignment, relaxation_steps, sgd_stationary_variance
 
@@ -129,14 +129,15 @@ class Curvature(Analysis):
             trace, trace_se = float(values.sum()), 0.0
             return values[keep], vectors[keep], self._labels(top_k, bottom_k), trace, trace_se
         top_k, bottom_k = min(top_k, dim - 1), min(bottom_k, dim - 1)
+        sketch = KrylovSketch(dim)  # the top's Lanczos vectors, over which the trace is exact
         values, vectors = top_eigenpairs(hvp, dim, k=top_k, which="LA", tol=self.cfg.tol,
-                                         generator=self.generator, device=self.device)
+                                         generator=self.generator, device=self.device, sketch=sketch)
         if bottom_k:
             low, low_vectors = top_eigenpairs(hvp, dim, k=bottom_k, which="SA", tol=self.cfg.tol,
                                               generator=self.generator, device=self.device)
             values, vectors = np.concatenate([values, low]), torch.cat([vectors, low_vectors])
         trace, trace_se = hutchinson_trace(hvp, dim, probes=self.cfg.probes, generator=self.generator,
-                                           device=self.device)
+                                           device=self.device, sketch=sketch)
         return values, vectors, self._labels(top_k, bottom_k), trace, trace_se
 
     @staticmethod
@@ -144,22 +145,13 @@ class Curvature(Analysis):
         return [f"top{i}" for i in range(top_k)] + [f"bottom{i}" for i in range(bottom_k)]
 
     def _noise_covariance_times(self, vectors: torch.Tensor) -> torch.Tensor:
-        """C V for V = vectors.T (dim, k): C = 1/n Σ_i (g_i − ḡ)(g_i − ḡ)ᵀ over per-sample gradients of
-        `noise_samples` seeded samples (all N when 0 or ≥ N); one pass, never the (dim, dim) C."""
+        """C V for V = vectors.T (dim, k), C the covariance of the per-sample gradients of
+        `noise_samples` seeded samples (all N when 0 or ≥ N): `GradientSource.noise_covariance_times`,
+        products with the per-sample losses' Jacobian, never the per-sample gradients or C."""
         n = self.source.n_train
         m = int(self.cfg.noise_samples)
         indices = None if m == 0 or m >= n else torch.randperm(n, generator=self.generator)[:m].to(self.device)
-        v = vectors.T.double()
-        gv_sum = torch.zeros(self.source.dim, v.shape[1], dtype=torch.float64, device=self.device)
-        g_sum = torch.zeros(self.source.dim, dtype=torch.float64, device=self.device)
-        count = 0
-        for g in self.source.per_sample_grads(indices):
-            g = g.double()
-            gv_sum += g.T @ (g @ v)
-            g_sum += g.sum(0)
-            count += len(g)
-        mean = g_sum / count
-        return gv_sum / count - torch.outer(mean, mean @ v)
+        return self.source.noise_covariance_times(vectors.T, indices)
 
     def _measure(self, out: Measurement) -> None:
         hvp = loss_hvp(self.source, indices=self.hessian_indices)
