@@ -5,10 +5,11 @@
 For each model in MODELS, a run without analyses and one with each entry of ANALYSES (default
 schedule, `--steps` steps: 1000 as `python -m sgdexp`), `logger=none`; the cost is (t_with − t_without) /
 t_without from `summary.json`'s `wall_time_s`, the median over `--repeats` repeats, each of which
-runs them all back to back. curvature's default schedule measures the end of the run and every 10000
-steps from step 10000: a 1000-step run pays one measurement, whose cost is fixed, so the script also
-prints what that measurement costs in training steps and the fractions at the default schedules in
-runs of 10⁴ and 10⁵ steps (projected from the measured figures; `--steps 20000` measures a longer
+runs them all back to back, and the fastest run with the analysis against the fastest without.
+curvature's default schedule measures the end of the run and every 10000 steps from step 10000:
+a 1000-step run pays one measurement, whose cost is fixed, so the script also prints what that
+measurement costs in training steps and the fractions at the default schedules in runs of 10⁴ and
+10⁵ steps (projected from the measured figures; `--steps 20000` measures a longer
 run directly). Both from whole runs and from the analyses' own calls, which the training loop times
 (`analysis_time_s/<name>` in summary.json): the second is steadier on a shared machine, the first
 includes what an analysis costs training indirectly (caches it evicts). Add an analysis by
@@ -85,10 +86,13 @@ def main() -> None:
         extra, own_extra = {}, {}
         for name, runs in times.items():
             cost = statistics.median((t - p) / p for (t, _), p in zip(runs, plain))
+            # the fastest run of each against each other: the VM's noise only ever adds time, so the
+            # minimum is the steadier estimate of a run's own time when there are many repeats (timeit)
+            fastest = min(t for t, _ in runs) / min(plain) - 1
             own = statistics.median(o for _, o in runs)
             extra[name], own_extra[name] = cost * base, own * base
             print(f"{model:8s} + {name:18s} {statistics.median(t for t, _ in runs):8.2f} s   cost {100 * cost:6.1f}%"
-                  f"   (its own calls, timed in the loop: {100 * own:5.1f}%)")
+                  f"   (fastest against fastest: {100 * fastest:5.1f}%; its own calls, timed in the loop: {100 * own:5.1f}%)")
         # projected from one curvature measurement (at the end) and diffusion's cost per step
         if steps < 10000 and {"curvature", "diffusion"} <= set(analyses):
             for label, costs in (("whole runs", extra), ("own calls", own_extra)):

@@ -190,10 +190,10 @@ def main() -> None:
                  counted.count // repeats, f"{trace:.3f} ± {se:.3f}"))
 
     print(f"reference top eigenvalue (Lanczos, tol=1e-7): {reference:.6f}")
-    print(f"{'quantity':<20} {'method':<48} {'seconds':>8} {'HVPs':>6}  error / value")
+    print(f"{'quantity':<24} {'method':<52} {'seconds':>8} {'HVPs':>6}  error / value")
     for quantity, method, seconds, hvps, err in rows:
         err = f"{err:.1e} rel" if isinstance(err, float) else err
-        print(f"{quantity:<20} {method:<48} {seconds:8.3f} {'' if hvps is None else hvps:>6}  {err}")
+        print(f"{quantity:<24} {method:<52} {seconds:8.3f} {'' if hvps is None else hvps:>6}  {err}")
     theirs = t_ph_eig + t_ph_tr
     for what, ours in ((f"{args.probes} HVPs each", t_ours_eig + traces["hutch++"][0]),
                        ("the same trace SE", t_ours_eig + t_equal),
