@@ -119,41 +119,63 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
 
 
 class KrylovSketch:
-    """The vectors an eigensolver multiplied by H (at most `max_vectors`, as float32 on their device)
-    and their quadratic forms x_iᵀ H x_j, which the products already give: over the span of the
-    vectors, tr(P H P) is exact at no further product (Krylov-aware trace estimation, Chen & Hallman
-    2023). Lanczos to the top eigenpairs builds a Krylov space that holds the top of the spectrum
-    better than Hutch++'s sketch H S of as many products, and the outliers there are what dominates
-    Hutchinson's variance on a Hessian. `hutchinson_trace(..., sketch=)` uses it.
+    """The vectors an eigensolver multiplied by H (at most `max_vectors`, in the products' dtype on
+    their device) and their quadratic forms x_iᵀ H x_j, which the products already give: over the
+    span of the vectors, tr(P H P) is exact at no further product (Krylov-aware trace estimation,
+    Chen & Hallman 2023). Lanczos to the top eigenpairs builds a Krylov space that holds the top of
+    the spectrum better than Hutch++'s sketch H S of as many products, and the outliers there are
+    what dominates Hutchinson's variance on a Hessian. `hutchinson_trace(..., sketch=)` uses it.
 
     Only symmetry is used (x_iᵀ H x_j = x_jᵀ H x_i), so a product's vector is kept and the products
-    themselves are not: memory is `max_vectors` vectors of dim."""
+    themselves are not: memory is `max_vectors` vectors of dim, raised to the eigensolver's basis
+    size by `top_eigenpairs` (ARPACK holds that many in float64 anyway)."""
 
     def __init__(self, dim: int, max_vectors: Optional[int] = None):
         # 32 vectors, fewer for large models (2^24 numbers, 64 MB: as many as Hutch++'s 8 sketch
         # vectors of a 2M-parameter model), at least 8
+        self.dim = dim
         self.max_vectors = max_vectors or min(32, max(8, (1 << 24) // dim))
-        self.vectors: list = []
+        self.store: Optional[torch.Tensor] = None  # (max_vectors, dim), allocated by the first `add`
+        self.count = 0
         self.forms = torch.zeros(self.max_vectors, self.max_vectors, dtype=torch.float64)
 
+    @property
+    def vectors(self) -> torch.Tensor:
+        """The vectors kept, as (count, dim) rows."""
+        return self.store[: self.count] if self.store is not None else torch.zeros(0, self.dim)
+
+    def reserve(self, n: int) -> None:
+        """Room for at least n vectors: an eigensolver with a basis of n vectors (ARPACK's `ncv`,
+        held in float64) lets the sketch keep as many."""
+        if n > self.max_vectors:
+            forms = torch.zeros(n, n, dtype=torch.float64)
+            forms[: self.max_vectors, : self.max_vectors] = self.forms
+            if self.store is not None:
+                self.store = torch.cat([self.store, self.store.new_zeros(n - self.max_vectors, self.dim)])
+            self.forms, self.max_vectors = forms, n
+
     def add(self, x: torch.Tensor, hx: torch.Tensor) -> None:
-        """Keep x (1-d) and its forms with the vectors kept so far, given hx = H x."""
-        j = len(self.vectors)
+        """Keep x (1-d) and its forms with the vectors kept so far, given hx = H x. x is kept in
+        hx's dtype, the precision of the product (a float32 model multiplies float32(x))."""
+        j = self.count
         if j == self.max_vectors:
             return
-        x = x.detach().float()
-        self.vectors.append(x)
-        forms = torch.stack(self.vectors) @ hx.detach().float()  # x_iᵀ H x_j for i ≤ j
-        self.forms[: j + 1, j] = self.forms[j, : j + 1] = forms.double().cpu()
+        hx = hx.detach()
+        if self.store is None:
+            self.store = torch.zeros(self.max_vectors, self.dim, dtype=hx.dtype, device=hx.device)
+        self.store[j] = x.detach()
+        self.count += 1
+        forms = (self.store[: j + 1] @ hx).double().cpu()  # x_iᵀ H x_j for i ≤ j
+        self.forms[: j + 1, j] = self.forms[j, : j + 1] = forms
 
     def basis(self) -> Tuple[torch.Tensor, float]:
-        """(Q, tr(Qᵀ H Q)): an orthonormal basis of the vectors' span as (r, dim) rows, and the trace
-        of H over it. Orthonormalised through the Gram matrix (vectors from Lanczos are nearly
-        orthonormal already); directions below 1e-10 of its largest eigenvalue are dropped."""
-        x = torch.stack(self.vectors).double()
-        m = len(self.vectors)
+        """(Q, tr(Qᵀ H Q)): an orthonormal basis of the vectors' span as (r, dim) float32 rows, and
+        the trace of H over it. Orthonormalised through the Gram matrix (vectors from Lanczos are
+        nearly orthonormal already); directions below 1e-6 of its largest eigenvalue are dropped,
+        so that no nearly dependent direction amplifies the products' rounding."""
+        x, m = self.vectors.double(), self.count
         gram_values, gram_vectors = torch.linalg.eigh((x @ x.T).cpu())
-        keep = gram_values > 1e-10 * gram_values.max()
+        keep = gram_values > 1e-6 * gram_values.max()
         w = gram_vectors[:, keep] / gram_values[keep].sqrt()  # Q = Wᵀ X
         trace = float(torch.trace(w.T @ self.forms[:m, :m] @ w))
         return (w.T.to(x.device) @ x).float(), trace
@@ -195,6 +217,8 @@ def top_eigenpairs(hvp: HVP, dim: int, k: int = 1, which: str = "LA", tol: float
     # 4k + 2 reaches 1e-3 (in fact ~1e-6) in 7-13 products for k = 1 and 15 for k = 3, against 21
     # (default MLP after 50 and 200 GD steps and the CNN on digits)
     ncv = min(dim, 4 * k + 2)
+    if sketch is not None:
+        sketch.reserve(ncv)
     with _blas_threads().limit(limits=1, user_api="blas"):
         values, vectors = eigsh(op, k=k, which=which, tol=tol, maxiter=max_iter, v0=v0, ncv=ncv)
     order = np.argsort(-values if which == "LA" else values)
@@ -252,7 +276,7 @@ def hutchinson_trace(hvp: HVP, dim: int, probes: int = 100, generator: Optional[
         raise ValueError(f"probes={probes}: at least 2 (the standard error needs two)")
     device = torch.device("cpu") if device is None else torch.device(device)
     generator = _default_generator(generator)
-    if sketch is not None and sketch.vectors:
+    if sketch is not None and sketch.count:
         q, top = sketch.basis()
         return _trace_beyond(hvp, q.to(device), top, probes, generator)
     if method == "hutchinson" or probes < 6:  # Hutch++ needs 2 sketch + 2 exact + 2 Hutchinson products

@@ -196,9 +196,18 @@ def test_krylov_sketch_basis_is_orthonormal_with_the_exact_trace_over_it():
     assert 6 <= q.shape[0] == len(sketch.vectors) <= sketch.max_vectors
     assert torch.allclose(q.double() @ q.double().T, torch.eye(q.shape[0], dtype=torch.float64), atol=1e-5)
     assert trace == pytest.approx(float(torch.trace(q.double() @ matrix @ q.double().T)), rel=1e-5)
-    full = KrylovSketch(200, max_vectors=3)  # a full sketch keeps its first vectors and ignores the rest
-    top_eigenpairs(lambda v: (v.double() @ matrix).to(v.dtype), 200, k=2, tol=0.01, sketch=full)
-    assert len(full.vectors) == 3 and torch.equal(full.vectors[0], sketch.vectors[0])
+    # a sketch keeps at least as many vectors as Lanczos's basis (ncv = 4k + 2 = 10 here), and a full
+    # one keeps its first vectors and ignores the rest
+    small = KrylovSketch(200, max_vectors=3)
+    top_eigenpairs(lambda v: (v.double() @ matrix).to(v.dtype), 200, k=2, tol=0.01, sketch=small)
+    assert small.max_vectors == 10 and len(small.vectors) == 10 < len(sketch.vectors)
+    assert all(torch.equal(a, b) for a, b in zip(small.vectors, sketch.vectors))
+    full = KrylovSketch(200, max_vectors=3)
+    for x in sketch.vectors:
+        full.add(x, x @ matrix)
+    first = sketch.vectors[:3].double()
+    assert len(full.vectors) == 3
+    assert torch.allclose(full.forms, first @ matrix @ first.T, rtol=1e-5, atol=1e-5)
 
 
 def test_krylov_aware_trace_is_exact_on_a_low_rank_hessian():
