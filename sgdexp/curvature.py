@@ -298,6 +298,19 @@ def _trace_beyond(hvp: HVP, q: torch.Tensor, top: float, probes: int, generator:
     return top + float(samples.mean()), float(samples.std() / math.sqrt(probes))
 
 
+def eigenpairs_and_trace(hvp: HVP, dim: int, k: int = 1, probes: int = 100, tol: float = 1e-3,
+                         generator: Optional[torch.Generator] = None, device: Optional[torch.device] = None
+                         ) -> Tuple[np.ndarray, torch.Tensor, float, float]:
+    """The k largest eigenpairs (`top_eigenpairs`) and the trace with its standard error, exact over
+    the vectors the Lanczos multiplied and Hutchinson with `probes` products beyond them
+    (`KrylovSketch`): (values, (k, dim) vectors, trace, trace_se)."""
+    sketch = KrylovSketch(dim)
+    values, vectors = top_eigenpairs(hvp, dim, k=k, which="LA", tol=tol, generator=generator, device=device,
+                                     sketch=sketch)
+    trace, trace_se = hutchinson_trace(hvp, dim, probes=probes, generator=generator, device=device, sketch=sketch)
+    return values, vectors, trace, trace_se
+
+
 def sharpness(source: GradientSource, k: int = 1, probes: int = 100, tol: float = 1e-3,
               generator: Optional[torch.Generator] = None) -> Dict[str, float]:
     """Sharpness of the full training loss at the current weights: `top_eigenvalue` (Lanczos, relative
@@ -306,11 +319,8 @@ def sharpness(source: GradientSource, k: int = 1, probes: int = 100, tol: float 
     `probes` products on the rest)."""
     generator = _default_generator(generator)
     device = source.params[0].device
-    hvp, sketch = loss_hvp(source), KrylovSketch(source.dim)
-    values, _ = top_eigenpairs(hvp, source.dim, k=k, which="LA", tol=tol, generator=generator, device=device,
-                               sketch=sketch)
-    trace, trace_se = hutchinson_trace(hvp, source.dim, probes=probes, generator=generator, device=device,
-                                       sketch=sketch)
+    values, _, trace, trace_se = eigenpairs_and_trace(loss_hvp(source), source.dim, k=k, probes=probes, tol=tol,
+                                                      generator=generator, device=device)
     result = {"top_eigenvalue": float(values[0]), "trace": trace, "trace_se": trace_se}
     result.update({f"eigenvalue_{i}": float(v) for i, v in enumerate(values)})
     return result

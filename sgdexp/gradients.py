@@ -202,8 +202,8 @@ class GradientSource:
         not the products, avoids E[ggᵀ] − ḡḡᵀ's cancellation). From one forward pass per chunk: J v
         is the derivative in u of Jᵀu = ∇(uᵀℓ) (double backward), Jᵀw a backward pass. Per-sample
         gradients would hold n · dim numbers and need vmap: for k = 2 over 128 samples this takes
-        4 ms on the default MLP against 25-30 ms, and its first call in a process no 0.1-0.3 s
-        torch.func warm-up."""
+        4 ms on the default MLP against 25-30 ms, and needs no torch.func warm-up (0.1-0.3 s at a
+        process's first vmap call)."""
         rows = self._all_samples(indices).reshape(-1)
         n, dtype = len(rows), self.params[0].dtype
         columns = [[part.view_as(p) for part, p in zip(col.to(dtype).split(self.numels), self.params)]

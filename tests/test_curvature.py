@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian
 
-from sgdexp.curvature import KrylovSketch, hutchinson_trace, loss_hvp, sharpness, top_eigenpairs
+from sgdexp.curvature import KrylovSketch, eigenpairs_and_trace, hutchinson_trace, loss_hvp, sharpness, top_eigenpairs
 from sgdexp.data import Dataset
 from sgdexp.gradients import GradientSource
 
@@ -236,6 +236,9 @@ def test_krylov_aware_trace_unbiased_and_better_than_hutch_plus_plus_at_fewer_pr
                      for s in range(40)])
     assert rms_error < np.sqrt(np.mean((plus - exact) ** 2))
     assert all(r[2] == 4 for r in runs)  # no product beyond the probes: the sketch is Lanczos's
+    values, vectors, trace, se = eigenpairs_and_trace(hvp, 400, k=2, probes=4, tol=0.01,
+                                                      generator=torch.Generator().manual_seed(0))
+    assert (trace, se) == runs[0][:2] and values[0] == pytest.approx(100.0, rel=1e-3) and vectors.shape == (2, 400)
 
 
 def test_seeded_and_validated():

@@ -3,7 +3,8 @@
 At each measurement (every `every` steps from `start`, and at the end):
 
 - the `top_k` largest and `bottom_k` smallest Hessian eigenvalues with their eigenvectors (Lanczos
-  through `sgdexp.curvature`) and the trace (Hutchinson, `probes` probes). Models with at most
+  through `sgdexp.curvature`) and the trace (exact over the vectors Lanczos multiplied for the top
+  ones, Hutchinson with `probes` probes beyond them). Models with at most
   `exact_below` parameters get the dense Hessian instead (dim HVPs against the identity, one
   `eigh`): every eigenpair and the exact trace;
 - the noise covariance C projected on those directions, from the per-sample losses of
@@ -34,7 +35,7 @@ import torch
 from torch import nn
 
 from sgdexp.analysis.base import Analysis, Measurement
-from sgdexp.curvature import KrylovSketch, hutchinson_trace, loss_hvp, top_eigenpairs
+from sgdexp.curvature import eigenpairs_and_trace, loss_hvp, top_eigenpairs
 from sgdexp.errors import ConfigError
 from sgdexp.stats import covariance_hessian_alignment, relaxation_steps, sgd_stationary_variance
 
@@ -129,15 +130,13 @@ class Curvature(Analysis):
             trace, trace_se = float(values.sum()), 0.0
             return values[keep], vectors[keep], self._labels(top_k, bottom_k), trace, trace_se
         top_k, bottom_k = min(top_k, dim - 1), min(bottom_k, dim - 1)
-        sketch = KrylovSketch(dim)  # the top's Lanczos vectors, over which the trace is exact
-        values, vectors = top_eigenpairs(hvp, dim, k=top_k, which="LA", tol=self.cfg.tol,
-                                         generator=self.generator, device=self.device, sketch=sketch)
+        values, vectors, trace, trace_se = eigenpairs_and_trace(hvp, dim, k=top_k, probes=self.cfg.probes,
+                                                                tol=self.cfg.tol, generator=self.generator,
+                                                                device=self.device)
         if bottom_k:
             low, low_vectors = top_eigenpairs(hvp, dim, k=bottom_k, which="SA", tol=self.cfg.tol,
                                               generator=self.generator, device=self.device)
             values, vectors = np.concatenate([values, low]), torch.cat([vectors, low_vectors])
-        trace, trace_se = hutchinson_trace(hvp, dim, probes=self.cfg.probes, generator=self.generator,
-                                           device=self.device, sketch=sketch)
         return values, vectors, self._labels(top_k, bottom_k), trace, trace_se
 
     @staticmethod

@@ -189,7 +189,7 @@ def sharpness_at_minimum(cfg: DictConfig, setup: Optional[Setup], landscape: Opt
                          theta_star: Dict[str, torch.Tensor]) -> Dict[str, float]:
     """Top Hessian eigenvalue and trace at θ* (sgdexp.curvature). A small landscape's Hessian is
     formed exactly instead (Lanczos needs dim > k)."""
-    from sgdexp.curvature import KrylovSketch, hutchinson_trace, sharpness, top_eigenpairs
+    from sgdexp.curvature import eigenpairs_and_trace, sharpness
 
     probes = cfg.task.sharpness_probes
     if probes < 2:
@@ -208,10 +208,8 @@ def sharpness_at_minimum(cfg: DictConfig, setup: Optional[Setup], landscape: Opt
         hessian = hvp(torch.eye(landscape.dim, device=theta.device)).double()
         values = torch.linalg.eigvalsh(hessian)
         return {"top_eigenvalue": float(values[-1]), "trace": float(hessian.trace()), "trace_se": 0.0}
-    sketch = KrylovSketch(landscape.dim)
-    values, _ = top_eigenpairs(hvp, landscape.dim, generator=generator, device=theta.device, sketch=sketch)
-    trace, trace_se = hutchinson_trace(hvp, landscape.dim, probes=probes, generator=generator, device=theta.device,
-                                       sketch=sketch)
+    values, _, trace, trace_se = eigenpairs_and_trace(hvp, landscape.dim, probes=probes, generator=generator,
+                                                      device=theta.device)
     return {"top_eigenvalue": float(values[0]), "trace": trace, "trace_se": trace_se}
 
 
