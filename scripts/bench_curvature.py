@@ -15,8 +15,8 @@ Rows (best of `--repeats` wall-clock seconds, and the number of Hessian-vector p
     (d, 100) Rademacher matrix; then the fewest Hutch++ products whose standard error is at most
     PyHessian's at 100 probes (the same accuracy).
   * both together: ours against PyHessian, target <= 0.5x, at 100 HVPs each and at the same trace
-    accuracy; and what `sharpness` does, the trace exact over the vectors Lanczos multiplied and
-    Hutchinson beyond them (`KrylovSketch`), at the fewest probes reaching the same accuracy.
+    accuracy; and what `sharpness` does (`eigenpairs_and_trace`), the trace exact over the vectors
+    Lanczos multiplied and Hutchinson beyond them, at the fewest probes reaching the same accuracy.
 Timings share the machine with whatever else runs: say so where they are quoted.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from scipy.sparse.linalg import eigsh
 
 from sgdexp.config import compose_config
-from sgdexp.curvature import KrylovSketch, hutchinson_trace, loss_hvp, top_eigenpairs
+from sgdexp.curvature import eigenpairs_and_trace, hutchinson_trace, loss_hvp, top_eigenpairs
 from sgdexp.tasks.setup import build_setup
 
 
@@ -177,13 +177,8 @@ def main() -> None:
     # beyond them; the fewest probes whose SE is as small, Lanczos and trace timed together
     for m in (2, 4, 8, 12, 18, 24, 36, 48, 60, 75, args.probes):
         counted = Counted(hvp)
-
-        def krylov_aware():
-            sketch = KrylovSketch(dim)
-            top_eigenpairs(counted, dim, k=1, tol=1e-3, sketch=sketch)
-            return hutchinson_trace(counted, dim, probes=m, sketch=sketch)
-
-        t_krylov, (trace, se) = best_of(krylov_aware, repeats)
+        t_krylov, (_, _, trace, se) = best_of(lambda: eigenpairs_and_trace(counted, dim, k=1, probes=m, tol=1e-3),
+                                              repeats)
         if se <= ph_se or m >= args.probes:
             break
     rows.append((f"eig + trace, SE <= {ph_se:.2f}", "sgdexp: Lanczos + trace beyond its vectors, fewest", t_krylov,

@@ -94,8 +94,10 @@ class Diffusion(Analysis):
         # - `stage`: up to 8 raw records (zero-padded), folded together. Small enough to stay in
         #   cache between the copies: a 64-record stage (7 MB for the default MLP) is written to
         #   memory and read back, which cost the training loop more than the fold;
-        # - `block`: up to 64 folded records. The path length's moves and the window MSD's pairs are
-        #   taken from a full block, or from its rows so far when a measurement or a checkpoint asks.
+        # - `block`: up to 64 folded records after a row 0 that holds the record before them (the
+        #   first record itself at the start), so that each row's move is one subtraction from the
+        #   row above. The path length's moves and the window MSD's pairs are taken from a full
+        #   block, or from its rows so far when a measurement or a checkpoint asks.
         self.stage_size = max(1, min(STAGE_RECORDS, STAGE_NUMBERS // (self.folds * self.D)))
         self.stage = torch.zeros(self.stage_size, self.folds * self.D, dtype=dtype, device=device)
         self.stage_rows = [row[:d] for row in self.stage.unbind(0)]  # the parameters of each staged record
@@ -110,12 +112,11 @@ class Diffusion(Analysis):
         else:
             self.sign = None
             log.info("diffusion: %d parameters <= dims=%d: recording the weights exactly", d, dims)
-        self.block = torch.zeros(BLOCK_RECORDS, self.D, dtype=torch.float32, device=device)  # folded records
-        self.moves = torch.zeros_like(self.block)  # from record to record
-        self.in_block = 0  # rows of `block` in use
+        self.block = torch.zeros(1 + BLOCK_RECORDS, self.D, dtype=torch.float32, device=device)  # folded records
+        self.moves = torch.zeros(BLOCK_RECORDS, self.D, dtype=torch.float32, device=device)  # into each of them
+        self.in_block = 0  # records in `block` (rows 1 … in_block)
         self.moved = 0  # of them, those whose move is in the path length
         self.windowed = 0  # of them, those given to the window MSD
-        self.previous = torch.zeros(self.D, dtype=torch.float32, device=device)  # the record before the block
         self.count = 0  # records folded so far
         # time-averaged MSD over consecutive windows of `buffer` records, origins every
         # buffer // WINDOW_ORIGINS records: a record's squared displacement already sums D coordinates,
@@ -174,7 +175,7 @@ class Diffusion(Analysis):
         follow the steps at which a run measures and checkpoints (so a resumed run's match)."""
         if self.staged:
             k, n = len(self.staged), self.in_block  # k <= BLOCK_RECORDS - n: `record` sees to it
-            staged, records = self.stage[:k], self.block[n: n + k]
+            staged, records = self.stage[:k], self.block[1 + n: 1 + n + k]
             if not self.projected:
                 records.copy_(staged)
             else:
@@ -183,8 +184,9 @@ class Diffusion(Analysis):
                     torch.sum(staged, dim=1, out=records)
                 else:  # float64 weights: folded in their precision, then rounded like every record
                     records.copy_(staged.sum(dim=1))
-            if self.count == 0:
+            if self.count == 0:  # the first record: the origin, and no move into it
                 self.origin.copy_(records[0])
+                self.block[0] = records[0]
             for i, step in enumerate(self.staged):  # waiting-time references and MSD(t_w, τ) points
                 if step in self.reference_at:
                     self.refs[self.reference_at[step]] = records[i]
@@ -199,20 +201,13 @@ class Diffusion(Analysis):
     def _consume(self, window: bool) -> None:
         """The path length of the block's rows not yet in it, and with `window` the window MSD of the
         rows not yet given to it; a block fully consumed starts again empty."""
-        n = self.in_block
-        if self.moved < n:
-            a = self.moved
-            moves = self.moves[a:n]
-            torch.sub(self.block[max(a, 1): n], self.block[max(a, 1) - 1: n - 1], out=moves[1 if a == 0 else 0:])
-            if a == 0:  # the move into the block's first row (none before the first record)
-                if self.count > n:
-                    torch.sub(self.block[0], self.previous, out=moves[0])
-                else:
-                    moves[0] = 0.0
+        n, a = self.in_block, self.moved
+        if a < n:
+            moves = torch.sub(self.block[1 + a: 1 + n], self.block[a: n], out=self.moves[a:n])
             self.path_length += float(torch.linalg.vector_norm(moves, dim=1).double().sum())
             self.moved = n
         if window and self.windowed < n:
-            for _, values in self.windows.update(self.block[self.windowed: n]):
+            for _, values in self.windows.update(self.block[1 + self.windowed: 1 + n]):
                 self.window_done = values
             self.windowed = n
         if self.windowed == n == BLOCK_RECORDS:
@@ -220,12 +215,12 @@ class Diffusion(Analysis):
 
     def _end_block(self) -> None:
         if self.in_block:
-            self.previous.copy_(self.block[self.in_block - 1])
+            self.block[0] = self.block[self.in_block]
             self.in_block = self.moved = self.windowed = 0
 
     def latest(self) -> torch.Tensor:
         self.flush()
-        return self.block[self.in_block - 1] if self.in_block else self.previous
+        return self.block[self.in_block]
 
     @property
     def distance_sq(self) -> float:
@@ -311,7 +306,7 @@ class Diffusion(Analysis):
         self.flush(window=True)
         self._end_block()
         pending = self.window_done if self.window_done is not None else np.zeros(0)
-        return {**super().state_dict(), "previous": self.previous.cpu(), "count": self.count,
+        return {**super().state_dict(), "previous": self.block[0].cpu(), "count": self.count,
                 "origin": self.origin.cpu(), "path_length": self.path_length,
                 "refs": self.refs.cpu(), "curves": [torch.from_numpy(c) for c in self.curves],
                 "windows": self.windows.state_dict(), "window_done": torch.from_numpy(pending),
@@ -319,8 +314,9 @@ class Diffusion(Analysis):
 
     def load_state_dict(self, state: Dict) -> None:
         super().load_state_dict(state)
-        for name in ("previous", "origin", "refs"):
-            getattr(self, name).copy_(state[name])
+        self.block[0].copy_(state["previous"])  # the latest record: a checkpoint ends the block
+        self.origin.copy_(state["origin"])
+        self.refs.copy_(state["refs"])
         self.count, self.path_length = state["count"], state["path_length"]
         self.curves = [c.numpy().copy() for c in state["curves"]]
         self._fitted = {}
