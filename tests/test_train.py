@@ -54,6 +54,26 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch, noise):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
+def test_checkpoint_holds_no_storage_beyond_its_tensors(tmp_path):
+    # torch.save writes a view's whole storage: diffusion's last record, a row of its 65-row block,
+    # once put the block (1 MB of the MLP's) into every checkpoint
+    train_run(tmp_path, SHORT + ["analysis=[diffusion,curvature,generalization]"])
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+
+    def tensors(x):
+        if isinstance(x, torch.Tensor):
+            yield x
+        elif isinstance(x, dict):
+            yield from (t for v in x.values() for t in tensors(v))
+        elif isinstance(x, (list, tuple)):
+            yield from (t for v in x for t in tensors(v))
+
+    found = list(tensors(state["analyses"]["diffusion"]))
+    assert len(found) >= 5
+    for t in tensors(state):
+        assert t.untyped_storage().nbytes() == t.numel() * t.element_size()
+
+
 def test_resume_without_checkpoint_starts_fresh(tmp_path):
     summary = train_run(tmp_path, SHORT + ["trainer.resume=true"])
     assert summary["status"] == "completed" and metrics(tmp_path)[0]["step"] == 0
