@@ -72,12 +72,6 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
         block = 1 if device.type == "cpu" else max(1, PER_SAMPLE_BUDGET // source.dim)
     cache: dict = {}
 
-    def unchanged() -> bool:
-        # compared by value, not by version counter: `p.data.copy_(...)` does not bump `p._version`
-        # (a pass over d numbers, small next to a product)
-        state = (*params, *model.buffers())
-        return "weights" in cache and all(torch.equal(a, b) for a, b in zip(cache["weights"], state))
-
     def chunk_grads(x: torch.Tensor, y: torch.Tensor) -> tuple:
         loss = source.loss_fn(model(x), y) * (len(x) / n)
         return torch.autograd.grad(loss, params, create_graph=True)
@@ -87,11 +81,11 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
             cache.clear()
             yield from (chunk_grads(x, y) for x, y in chunks())
             return
-        if not unchanged():
+        if not source.weights_unchanged(cache.get("weights")):  # a pass over d numbers, small next to a product
             cache.clear()
             x, y = next(chunks())
             cache["grads"] = chunk_grads(x, y)
-            cache["weights"] = [t.detach().clone() for t in (*params, *model.buffers())]
+            cache["weights"] = source.weights_snapshot()
         yield cache["grads"]
 
     def products(grads: tuple, vs: torch.Tensor) -> torch.Tensor:
@@ -213,15 +207,21 @@ def top_eigenpairs(hvp: HVP, dim: int, k: int = 1, which: str = "LA", tol: float
     # ARPACK's own work is O(dim · ncv) per step, level-2 BLAS too small to share: one BLAS thread
     # (torch's threads, which run the HVPs, are not affected). With scipy's 2 OpenBLAS threads the
     # solver's overhead was 0.4 s instead of 0.1 s next to 21 HVPs of 0.45 s on a busy 2-core machine.
+    # One eigenpair more than asked, a buffer (ARPACK's users' guide advises it): asked for exactly k,
+    # Lanczos can settle on λ_{k+1} in place of λ_k when the start vector holds little of v_k and the
+    # two are close. Measured over 30-40 starts per model (scripts/bench_curvature.py --misconvergence):
+    # on small MLPs at tol 0.01, one start returned λ2 for λ1 (k = 1: 4.4% low, at tol 1e-3 too) and
+    # one λ3 for λ2 (k = 2: 9-10% low); with k + 1 pairs none did, on five models.
     # Lanczos basis size: scipy's default (20) builds 20 vectors before its first convergence test;
-    # 4k + 2 reaches 1e-3 (in fact ~1e-6) in 7-13 products for k = 1 and 15 for k = 3, against 21
-    # (default MLP after 50 and 200 GD steps and the CNN on digits)
-    ncv = min(dim, 4 * k + 2)
+    # 4 nev + 2 converges on its first test as a rule: 15 products for k = 2 (nev = 3) on the default
+    # MLP, where k = 2 alone took 11-16
+    nev = min(k + 1, dim - 1)
+    ncv = min(dim, 4 * nev + 2)
     if sketch is not None:
         sketch.reserve(ncv)
     with _blas_threads().limit(limits=1, user_api="blas"):
-        values, vectors = eigsh(op, k=k, which=which, tol=tol, maxiter=max_iter, v0=v0, ncv=ncv)
-    order = np.argsort(-values if which == "LA" else values)
+        values, vectors = eigsh(op, k=nev, which=which, tol=tol, maxiter=max_iter, v0=v0, ncv=ncv)
+    order = np.argsort(-values if which == "LA" else values)[:k]
     values, vectors = values[order], vectors[:, order]
     return values, torch.from_numpy(np.ascontiguousarray(vectors.T)).float().to(device)
 

@@ -35,6 +35,21 @@ class GradientSource:
         self.params = list(self.named_params.values())
         self.numels = [p.numel() for p in self.params]
         self.dim = sum(self.numels)
+        self._evaluated_at: Optional[list] = None  # `evaluate`'s memo: the weights it was taken at
+        self._evaluations: Dict[str, Dict[str, float]] = {}
+
+    # ------------------------------------------------------------------ the weights, by value
+    def _weights(self) -> tuple:
+        return (*self.params, *self.model.buffers())
+
+    def weights_snapshot(self) -> list:
+        """A copy of the trainable parameters and buffers, for `weights_unchanged`."""
+        return [t.detach().clone() for t in self._weights()]
+
+    def weights_unchanged(self, snapshot: Optional[list]) -> bool:
+        """Whether the parameters and buffers equal `snapshot`: compared by value, not by version
+        counter (`p.data.copy_(...)` does not bump `p._version`); a pass over d numbers."""
+        return snapshot is not None and all(torch.equal(a, b) for a, b in zip(snapshot, self._weights()))
 
     @property
     def n_train(self) -> int:
@@ -255,7 +270,16 @@ class GradientSource:
 
     @torch.no_grad()
     def evaluate(self, split: str) -> Dict[str, float]:
-        """Loss (and accuracy for classification) on `train` or `test`, in eval mode."""
+        """Loss (and accuracy for classification) on `train` or `test`, in eval mode. Kept while the
+        weights stay: the run's evaluation and the generalization analysis ask at the same steps
+        (a full pass over both splits: 1-2 s for the ResNet on digits)."""
+        if not self.weights_unchanged(self._evaluated_at):
+            self._evaluated_at, self._evaluations = self.weights_snapshot(), {}
+        if split not in self._evaluations:
+            self._evaluations[split] = self._evaluate(split)
+        return dict(self._evaluations[split])
+
+    def _evaluate(self, split: str) -> Dict[str, float]:
         x_all, y_all = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
         loss_sum, correct = torch.zeros((), dtype=torch.float64, device=x_all.device), 0
         with self._model_mode(training=False):

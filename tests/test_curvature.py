@@ -97,6 +97,39 @@ def test_hvp_single_chunk_cached_graph_follows_the_weights():
     assert torch.allclose(moved.double(), (H2 @ v.double().T).T, rtol=1e-4, atol=1e-5 * float(H2.abs().max()))
 
 
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_evaluate_is_kept_while_the_weights_stay(batchnorm):
+    """The run's evaluation and the generalization analysis ask at the same steps: the second asks
+    without a pass over the data, and any change of a parameter or buffer is seen."""
+    src = _source(batchnorm=batchnorm)
+    calls = []
+    src.model.register_forward_hook(lambda *_: calls.append(1))
+    first = src.evaluate("train")
+    assert len(calls) == 1 and src.evaluate("train") == first and len(calls) == 1
+    src.evaluate("test")
+    assert len(calls) == 2
+    changed = src.params[0] if not batchnorm else next(src.model.buffers())
+    changed.data.mul_(1.5)  # through .data: no version bump, still seen
+    moved = src.evaluate("train")
+    assert len(calls) == 3 and moved["train/loss"] != first["train/loss"]
+    src.evaluate("test")
+    assert len(calls) == 4
+
+
+def test_top_eigenvalue_not_mistaken_for_a_close_second():
+    """λ2 = 0.96 λ1: asked for the top pair alone, Lanczos at tol 1e-2 returned λ2 from 4 of these 200
+    starts; with its buffer pair, every start finds λ1 (and λ2 for k = 2) within the tolerance."""
+    d, gen = 300, torch.Generator().manual_seed(0)
+    spectrum = torch.cat([torch.tensor([1.0, 0.96], dtype=torch.float64), torch.rand(d - 2, generator=gen, dtype=torch.float64) * 0.9])
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    matrix = (q * spectrum) @ q.T
+    hvp = lambda v: (v.double() @ matrix).to(v.dtype)  # noqa: E731 (symmetric)
+    for seed in range(200):
+        for k in (1, 2):
+            values, _ = top_eigenpairs(hvp, d, k=k, tol=1e-2, generator=torch.Generator().manual_seed(seed))
+            assert np.allclose(values, spectrum[:k].numpy(), rtol=1e-2), (seed, k, values)
+
+
 def test_top_eigenpairs_match_explicit_spectrum(toy):
     src, H = toy
     exact = np.linalg.eigvalsh(H.numpy())
@@ -196,11 +229,11 @@ def test_krylov_sketch_basis_is_orthonormal_with_the_exact_trace_over_it():
     assert 6 <= q.shape[0] == len(sketch.vectors) <= sketch.max_vectors
     assert torch.allclose(q.double() @ q.double().T, torch.eye(q.shape[0], dtype=torch.float64), atol=1e-5)
     assert trace == pytest.approx(float(torch.trace(q.double() @ matrix @ q.double().T)), rel=1e-5)
-    # a sketch keeps at least as many vectors as Lanczos's basis (ncv = 4k + 2 = 10 here), and a full
-    # one keeps its first vectors and ignores the rest
+    # a sketch keeps at least as many vectors as Lanczos's basis (ncv = 4(k + 1) + 2 = 14 here, with
+    # the buffer pair), and a full one keeps its first vectors and ignores the rest
     small = KrylovSketch(200, max_vectors=3)
     top_eigenpairs(lambda v: (v.double() @ matrix).to(v.dtype), 200, k=2, tol=0.01, sketch=small)
-    assert small.max_vectors == 10 and len(small.vectors) == 10 < len(sketch.vectors)
+    assert small.max_vectors == 14 and len(small.vectors) == 14 < len(sketch.vectors)
     assert all(torch.equal(a, b) for a, b in zip(small.vectors, sketch.vectors))
     full = KrylovSketch(200, max_vectors=3)
     for x in sketch.vectors:

@@ -104,6 +104,25 @@ def test_analyses_write_summary_and_do_not_change_training(tmp_path):
     assert [r["step"] for r in rows if "curvature/weight_variance/top0" in r] == [8, 23, 38]
 
 
+def test_generalization_takes_its_sharpness_from_the_curvature_measurement(tmp_path, monkeypatch):
+    """With both analyses the Hessian at the end is measured once, whichever is listed first; without
+    curvature (or when curvature measures a subset's Hessian) generalization measures its own."""
+    both_cfg = SHORT + ["analysis=[generalization,curvature]", "analysis.curvature.exact_below=0"]
+    alone = train_run(tmp_path / "alone", SHORT + ["analysis=[generalization]"])
+    subset = train_run(tmp_path / "subset", both_cfg + ["analysis.curvature.hessian_samples=32"])
+    assert subset["generalization/top_eigenvalue"] == alone["generalization/top_eigenvalue"]
+    assert subset["generalization/top_eigenvalue"] != subset["curvature/top_eigenvalue"]
+
+    def measured_twice(*args, **kwargs):
+        raise AssertionError("generalization measured the Hessian that curvature had measured")
+
+    monkeypatch.setattr("sgdexp.analysis.generalization.sharpness", measured_twice)
+    both = train_run(tmp_path / "both", both_cfg)
+    for key in ("top_eigenvalue", "trace", "trace_se"):
+        assert both[f"generalization/{key}"] == both[f"curvature/{key}"], key
+    assert both["generalization/top_eigenvalue"] == pytest.approx(alone["generalization/top_eigenvalue"], rel=2e-2)
+
+
 def test_default_schedule_measures_a_short_run_at_its_end_on_a_fixed_subset(tmp_path):
     """start=10000 by default: a 40-step run is measured once, at step 40; `hessian_samples` takes the
     Hessian of a seeded subset, whose top eigenvalue differs from the full set's."""

@@ -70,6 +70,8 @@ class Curvature(Analysis):
         points = min(int(cfg.noise_points), self.window)
         self.noise_positions = set(np.linspace(0, self.window - 1, points).round().astype(int).tolist()) if points else set()
         self.noise_sum, self.noise_count = np.zeros(0), 0
+        self.sharpness: Optional[Dict[str, float]] = None  # of the latest measurement (`sharpness_at`)
+        self.measured_step: Optional[int] = None
         m = int(cfg.hessian_samples)  # one fixed subset, so that measurements through training compare
         self.hessian_indices = (torch.randperm(n, generator=self.generator)[:m].to(self.device)
                                 if 0 < m < n else None)
@@ -106,6 +108,7 @@ class Curvature(Analysis):
             self._finish_window(out)
         if self.measuring(step):
             self._measure(out)
+            self.measured_step = step
             if self.window and step + self.window <= self.steps:
                 self.window_end = step + self.window
                 self.projections = torch.zeros(self.window, len(self.labels), dtype=torch.float64, device=self.device)
@@ -114,6 +117,15 @@ class Curvature(Analysis):
                                     for k, v in zip(self.labels, self.predicted)})
         self.last.update(out.scalars)
         return out
+
+    def sharpness_at(self, step: int) -> Optional[Dict[str, float]]:
+        """`top_eigenvalue`, `trace`, `trace_se` of the full training loss's Hessian as measured at
+        `step`, or None when this analysis did not measure there (or measured a subset's Hessian):
+        the generalization analysis takes its sharpness from here rather than
+        measure the same Hessian twice."""
+        if step != self.measured_step or self.hessian_indices is not None:
+            return None
+        return dict(self.sharpness)
 
     def _eigenpairs(self, hvp):
         """(eigenvalues, (k, dim) eigenvectors, labels, trace, trace s.e.): top_k descending, then
@@ -161,6 +173,7 @@ class Curvature(Analysis):
                                              cov_matvec=lambda _: cv)
         noise_var = self._noise_variance(cv)
         self.noise_sum, self.noise_count = np.zeros(len(labels)), 0
+        self.sharpness = {"top_eigenvalue": float(values[0]), "trace": trace, "trace_se": trace_se}
         s: Dict[str, float] = {"curvature/top_eigenvalue": float(values[0]), "curvature/trace": trace,
                                "curvature/trace_se": trace_se,
                                "curvature/alignment/proj_cosine": float(align.proj_cosine)}

@@ -6,6 +6,12 @@ initialisation ‖θ_t − θ_0‖ and the weight norm ‖θ_t‖. Sharpness of 
 eigenvalue by Lanczos, trace by Hutchinson, through `sgdexp.curvature`) at the end, and every
 `sharpness_every` steps when that is > 0. The last value of each key lands in summary.json, so a
 sweep's table has them per run.
+
+With `analysis=[curvature]` in the same run, the sharpness at a step where curvature measured the
+full training loss's Hessian (always the end) is curvature's top eigenvalue and trace: one
+measurement instead of two (the same Hessian, at curvature's `tol` and `probes`). The train and test
+metrics come from `GradientSource.evaluate`, which the run's own evaluation at the same step has
+already computed.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from typing import Dict, Optional
 import torch
 
 from sgdexp.analysis.base import Analysis, Measurement
+from sgdexp.analysis.curvature import Curvature
 from sgdexp.curvature import sharpness
 
 
@@ -23,6 +30,7 @@ class Generalization(Analysis):
     def __init__(self, cfg, source, noise_cfg, seed, steps):
         super().__init__(cfg, source, noise_cfg, seed, steps)
         self.initial: Optional[torch.Tensor] = None
+        self.curvature: Optional[Curvature] = None  # the run's curvature analysis (`build_analyses`)
 
     def _theta(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.source.params]).double()
@@ -49,7 +57,9 @@ class Generalization(Analysis):
             s["generalization/distance_from_init"] = float((theta - self.initial.to(theta.device)).norm())
         every = int(self.cfg.sharpness_every)
         if step == self.steps or (every > 0 and step % every == 0):
-            sharp = sharpness(src, k=1, probes=self.cfg.probes, tol=self.cfg.tol, generator=self.generator)
+            sharp = self.curvature.sharpness_at(step) if self.curvature is not None else None
+            if sharp is None:
+                sharp = sharpness(src, k=1, probes=self.cfg.probes, tol=self.cfg.tol, generator=self.generator)
             s.update({"generalization/top_eigenvalue": sharp["top_eigenvalue"],
                       "generalization/trace": sharp["trace"], "generalization/trace_se": sharp["trace_se"]})
         self.last.update(s)
