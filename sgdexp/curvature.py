@@ -15,14 +15,16 @@ Choices, by measurement (scripts/bench_curvature.py, default MLP over the full d
   CPU), and against curvlinops' `HessianLinearOperator` (a vmap'd jvp of grad inside: Lanczos to
   the top eigenvalue took 2-4x ours, a 100-probe matmat about 2x);
 * the eigensolver: scipy's `eigsh` (ARPACK, implicitly restarted Lanczos) over a `LinearOperator`:
-  7-13 products to the top eigenvalue at tol 1e-3 (error ~1e-6), where PyHessian's power iteration
-  needs 19-35 to reach an error of 1e-3 (its own tol=1e-3 test stops at an error of 2e-3 to 8e-3);
+  19 products to the top eigenvalue at tol 1e-3 with its buffer pair (error ~1e-11; 7-13 without it,
+  error ~1e-6, but see `top_eigenpairs`), where PyHessian's power iteration needs 19-35 to reach an
+  error of 1e-3 (its own tol=1e-3 test stops at an error of 2e-3 to 8e-3);
 * the trace: Hutch++ (see `hutchinson_trace`), 9x smaller standard error than Hutchinson at the
   same 100 products; after Lanczos, Krylov-aware (`KrylovSketch`): the vectors Lanczos multiplied
   already span the top of the spectrum, so tr over their span is exact for free and Hutchinson only
-  samples the rest. On the default MLP after 3000 SGD steps: Lanczos (11 products, k = 2, tol 0.01)
-  then 4 probes, 15 products in all, gave an RMS error of 0.23 on a trace of 5.9 over 8 seeds, where
-  Hutch++ with 12 probes (23 products with the Lanczos) gave 0.50.
+  samples the rest. On the default MLP after 3000 SGD steps, over 40 seeds: Lanczos (k = 2 with its
+  buffer pair, tol 0.01: 15 products) then 4 probes gave an RMS error of 0.15 on a trace of 5.77
+  (bias 0.01 ± 0.02); without the buffer pair (11 products) 0.24; Hutch++ with 12 probes after the
+  same Lanczos (27 products) 0.55.
 """
 from __future__ import annotations
 
@@ -209,12 +211,13 @@ def top_eigenpairs(hvp: HVP, dim: int, k: int = 1, which: str = "LA", tol: float
     # solver's overhead was 0.4 s instead of 0.1 s next to 21 HVPs of 0.45 s on a busy 2-core machine.
     # One eigenpair more than asked, a buffer (ARPACK's users' guide advises it): asked for exactly k,
     # Lanczos can settle on λ_{k+1} in place of λ_k when the start vector holds little of v_k and the
-    # two are close. Measured over 30-40 starts per model (scripts/bench_curvature.py --misconvergence):
-    # on small MLPs at tol 0.01, one start returned λ2 for λ1 (k = 1: 4.4% low, at tol 1e-3 too) and
-    # one λ3 for λ2 (k = 2: 9-10% low); with k + 1 pairs none did, on five models.
+    # two are close. Measured over 30-40 starts per model on five MLPs on digits at tol 0.01: asked for
+    # k = 1, one start returned λ2 for λ1 (4.4% low, at tol 1e-3 too); for k = 2, one returned λ3 for
+    # λ2 (9-10% low); with k + 1 pairs and the basis below, none did (a basis of 6 or 8 vectors still
+    # did, once each). Tested on a spectrum with λ2 = 0.96 λ1.
     # Lanczos basis size: scipy's default (20) builds 20 vectors before its first convergence test;
     # 4 nev + 2 converges on its first test as a rule: 15 products for k = 2 (nev = 3) on the default
-    # MLP, where k = 2 alone took 11-16
+    # MLP, where k = 2 alone took 11-16 and k = 1 alone 7-8
     nev = min(k + 1, dim - 1)
     ncv = min(dim, 4 * nev + 2)
     if sketch is not None:
