@@ -272,7 +272,8 @@ class GradientSource:
     def evaluate(self, split: str) -> Dict[str, float]:
         """Loss (and accuracy for classification) on `train` or `test`, in eval mode. Kept while the
         weights stay: the run's evaluation and the generalization analysis ask at the same steps
-        (a full pass over both splits: 1-2 s for the ResNet on digits)."""
+        (a pass over both splits: 2 ms for the default MLP on digits, 0.14 s for the ResNet, on one
+        core, and 0.04 and 0.4 ms to compare the weights and answer again)."""
         if not self.weights_unchanged(self._evaluated_at):
             self._evaluated_at, self._evaluations = self.weights_snapshot(), {}
         if split not in self._evaluations:
