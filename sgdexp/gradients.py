@@ -133,7 +133,11 @@ class GradientSource:
         finally:
             self.model.train(was_training)
 
-    # ------------------------------------------------------------------ flat gradient vectors
+    # ------------------------------------------------------------------ flat vectors
+    def flat_params(self) -> torch.Tensor:
+        """The trainable parameters as one (detached) vector of length `dim`, in `params` order."""
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
     def flat_grad(self) -> torch.Tensor:
         """The current `.grad` of every parameter as one vector of length `dim`."""
         return torch.cat([p.grad.reshape(-1) for p in self.params])

@@ -24,13 +24,10 @@ ANALYSES.register("generalization")(Generalization)
 
 def build_analyses(cfg: DictConfig, source: GradientSource) -> List[Analysis]:
     analyses = [ANALYSES.get(a.name)(a, source, cfg.noise, cfg.seed, cfg.trainer.steps) for a in cfg.analysis.values()]
-    # generalization takes its sharpness from curvature's measurement at the same step, so it comes
-    # after it in the list the training loop measures in (otherwise the list's order is the config's)
-    curvature = next((a for a in analyses if isinstance(a, Curvature)), None)
+    by_name = {a.name: a for a in analyses}
     for a in analyses:
-        if isinstance(a, Generalization):
-            a.curvature = curvature
-    return sorted(analyses, key=lambda a: isinstance(a, Generalization))
+        a.connect(by_name)
+    return sorted(analyses, key=lambda a: a.order)
 
 
 __all__ = ["ANALYSES", "Analysis", "Measurement", "build_analyses"]

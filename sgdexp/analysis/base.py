@@ -37,6 +37,9 @@ class Analysis:
 
     records_steps = False
     records_weights = False
+    # Analyses that read another's measurement at the same step (`connect`) have a later `order`:
+    # the training loop measures in that order (stable: otherwise the config's).
+    order = 0
 
     def __init__(self, cfg: DictConfig, source: GradientSource, noise_cfg: DictConfig, seed: int, steps: int):
         self.cfg, self.source, self.noise_cfg, self.steps = cfg, source, noise_cfg, steps
@@ -46,6 +49,9 @@ class Analysis:
         self.seconds = 0.0  # wall time spent in this analysis' calls (the training loop times them)
         # The schedule as plain ints: `due` and `observing` run every training step.
         self.start, self.every = int(cfg.start), int(cfg.every)
+
+    def connect(self, analyses: Dict[str, "Analysis"]) -> None:
+        """Called once with the run's analyses by name, to keep those whose measurements it reads."""
 
     def due(self, step: int) -> bool:
         return step >= self.start and ((step - self.start) % self.every == 0 or step == self.steps)

@@ -70,8 +70,7 @@ class Curvature(Analysis):
         points = min(int(cfg.noise_points), self.window)
         self.noise_positions = set(np.linspace(0, self.window - 1, points).round().astype(int).tolist()) if points else set()
         self.noise_sum, self.noise_count = np.zeros(0), 0
-        self.sharpness: Optional[Dict[str, float]] = None  # of the latest measurement (`sharpness_at`)
-        self.measured_step: Optional[int] = None
+        self.measured: Optional[tuple] = None  # (step, sharpness) of the latest measurement (`sharpness_at`)
         m = int(cfg.hessian_samples)  # one fixed subset, so that measurements through training compare
         self.hessian_indices = (torch.randperm(n, generator=self.generator)[:m].to(self.device)
                                 if 0 < m < n else None)
@@ -89,7 +88,7 @@ class Curvature(Analysis):
         return self.window_end is not None and self.window_end - self.window < step <= self.window_end
 
     def record(self, step: int) -> None:
-        theta = torch.cat([p.detach().reshape(-1) for p in self.source.params])
+        theta = self.source.flat_params()
         position = step - (self.window_end - self.window) - 1
         self.projections[position] = (self.vectors @ theta).double()
         if self.predicts and position in self.noise_positions:
@@ -107,8 +106,7 @@ class Curvature(Analysis):
         if ended:
             self._finish_window(out)
         if self.measuring(step):
-            self._measure(out)
-            self.measured_step = step
+            self.measured = (step, self._measure(out))
             if self.window and step + self.window <= self.steps:
                 self.window_end = step + self.window
                 self.projections = torch.zeros(self.window, len(self.labels), dtype=torch.float64, device=self.device)
@@ -123,9 +121,9 @@ class Curvature(Analysis):
         `step`, or None when this analysis did not measure there (or measured a subset's Hessian):
         the generalization analysis takes its sharpness from here rather than
         measure the same Hessian twice."""
-        if step != self.measured_step or self.hessian_indices is not None:
+        if self.measured is None or self.measured[0] != step or self.hessian_indices is not None:
             return None
-        return dict(self.sharpness)
+        return dict(self.measured[1])
 
     def _eigenpairs(self, hvp):
         """(eigenvalues, (k, dim) eigenvectors, labels, trace, trace s.e.): top_k descending, then
@@ -164,7 +162,8 @@ class Curvature(Analysis):
         indices = None if m == 0 or m >= n else torch.randperm(n, generator=self.generator)[:m].to(self.device)
         return self.source.noise_covariance_times(vectors.T, indices)
 
-    def _measure(self, out: Measurement) -> None:
+    def _measure(self, out: Measurement) -> Dict[str, float]:
+        """One Hessian measurement into `out`; returns its sharpness (top eigenvalue, trace, its s.e.)."""
         hvp = loss_hvp(self.source, indices=self.hessian_indices)
         values, vectors, labels, trace, trace_se = self._eigenpairs(hvp)
         self.eigenvalues, self.vectors, self.labels = values, vectors.to(self.device), labels
@@ -173,7 +172,6 @@ class Curvature(Analysis):
                                              cov_matvec=lambda _: cv)
         noise_var = self._noise_variance(cv)
         self.noise_sum, self.noise_count = np.zeros(len(labels)), 0
-        self.sharpness = {"top_eigenvalue": float(values[0]), "trace": trace, "trace_se": trace_se}
         s: Dict[str, float] = {"curvature/top_eigenvalue": float(values[0]), "curvature/trace": trace,
                                "curvature/trace_se": trace_se,
                                "curvature/alignment/proj_cosine": float(align.proj_cosine)}
@@ -188,6 +186,7 @@ class Curvature(Analysis):
             self.predicted = sgd_stationary_variance(values + c.weight_decay, noise_var, c.lr, c.momentum, c.nesterov)
         out.scalars.update(s)
         out.arrays["curvature/eigenvalues"] = np.asarray(values, dtype=float)
+        return {"top_eigenvalue": float(values[0]), "trace": trace, "trace_se": trace_se}
 
     def _finish_window(self, out: Measurement) -> None:
         variance = self.projections.var(dim=0).cpu().numpy()

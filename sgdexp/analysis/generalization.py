@@ -26,14 +26,19 @@ from sgdexp.curvature import sharpness
 
 class Generalization(Analysis):
     records_weights = True
+    order = 1  # after curvature, whose measurement at the same step it reads
 
     def __init__(self, cfg, source, noise_cfg, seed, steps):
         super().__init__(cfg, source, noise_cfg, seed, steps)
         self.initial: Optional[torch.Tensor] = None
-        self.curvature: Optional[Curvature] = None  # the run's curvature analysis (`build_analyses`)
+        self.curvature: Optional[Curvature] = None  # the run's curvature analysis, if any (`connect`)
+
+    def connect(self, analyses: Dict[str, Analysis]) -> None:
+        curvature = analyses.get("curvature")
+        self.curvature = curvature if isinstance(curvature, Curvature) else None
 
     def _theta(self) -> torch.Tensor:
-        return torch.cat([p.detach().reshape(-1) for p in self.source.params]).double()
+        return self.source.flat_params().double()
 
     def recording(self, step: int) -> bool:
         return step == 0
