@@ -8,9 +8,10 @@ t_without from `summary.json`'s `wall_time_s`, the median over `--repeats` repea
 runs them all back to back, and the fastest run with the analysis against the fastest without.
 curvature's default schedule measures the end of the run and every 10000 steps from step 10000:
 a 1000-step run pays one measurement, whose cost is fixed, so the script also prints what that
-measurement costs in training steps and the fractions at the default schedules in runs of 10⁴ and
-10⁵ steps (projected from the measured figures; `--steps 20000` measures a longer
-run directly). Both from whole runs and from the analyses' own calls, which the training loop times
+measurement costs in training steps and in epochs of training, the fractions at the default
+schedules in runs of 10⁴ and 10⁵ steps, and the shortest run within the 20% target for diffusion +
+curvature together (projected from the measured figures; `--steps 20000` measures a longer run
+directly). Both from whole runs and from the analyses' own calls, which the training loop times
 (`analysis_time_s/<name>` in summary.json): the second is steadier on a shared machine, the first
 includes what an analysis costs training indirectly (caches it evicts). Add an analysis by
 adding a line to ANALYSES (its overrides), a model by adding one to MODELS. `--quick`: one repeat and
@@ -25,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+import numpy as np
 import torch
 
 from sgdexp.config import compose_config
@@ -43,14 +45,39 @@ MODELS: Dict[str, List[str]] = {
 QUICK_MODELS: Dict[str, List[str]] = {"resnet": ["model=resnet", "model.depth=8", "model.width=8"]}
 
 
-def wall_time(overrides: List[str], steps: int) -> Tuple[float, float]:
-    """(the run's wall time, its analyses' own share: their timed calls over the rest of the run)."""
+TARGET = 0.20  # the issue's target for diffusion + curvature together
+
+
+def run_summary(overrides: List[str], steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run_task(compose_config(["device=cpu", "logger=none", "trainer.progress=false", "trainer.figures=false",
                                  f"trainer.steps={steps}", *overrides]), Path(tmp))
-        summary = json.loads((Path(tmp) / "summary.json").read_text())
+        return json.loads((Path(tmp) / "summary.json").read_text())
+
+
+def wall_time(summary: dict) -> Tuple[float, float]:
+    """(the run's wall time, its analyses' own share: their timed calls over the rest of the run)."""
     own = sum(v for k, v in summary.items() if k.startswith("analysis_time_s/"))
     return summary["wall_time_s"], own / (summary["wall_time_s"] - own)
+
+
+def curvature_measurements(steps):
+    """Measurements of curvature's default schedule in a run of `steps` (an int or an array): the
+    end, and every 10000 steps before it."""
+    return 1 + (steps - 1) // 10000
+
+
+def shortest_run_within(target: float, per_step: float, measurement_steps: float, longest: int = 10 ** 6) -> int:
+    """The fewest steps L such that every run of L to `longest` steps stays within `target` with
+    diffusion's per-step share `per_step` and curvature's measurements at the default schedule, each
+    as long as `measurement_steps` training steps (0 when the longest does not). A run just past a
+    multiple of 10000 pays two measurements close together, so the share is not monotonic in L."""
+    steps = np.arange(1, longest + 1)
+    share = per_step + curvature_measurements(steps) * measurement_steps / steps
+    if share[-1] > target:
+        return 0
+    over = np.flatnonzero(share > target)
+    return int(over[-1]) + 2 if len(over) else 1
 
 
 def main() -> None:
@@ -77,10 +104,13 @@ def main() -> None:
         # 0.5 s run drifts by +-20% between minutes, and a pair taken together shares the drift.
         plain: List[float] = []
         times: Dict[str, List[Tuple[float, float]]] = {name: [] for name in analyses}
+        epochs = 0.0
         for _ in range(repeats):
-            plain.append(wall_time(model_overrides, steps)[0])
+            summary = run_summary(model_overrides, steps)
+            plain.append(summary["wall_time_s"])
+            epochs = summary["epoch"]  # of training data the run passes over
             for name, overrides in analyses.items():
-                times[name].append(wall_time(model_overrides + overrides, steps))
+                times[name].append(wall_time(run_summary(model_overrides + overrides, steps)))
         base = statistics.median(plain)
         print(f"{model:8s} plain run            {base:8.2f} s (median; {min(plain):.2f}-{max(plain):.2f})")
         extra, own_extra = {}, {}
@@ -95,16 +125,25 @@ def main() -> None:
                   f"   (fastest against fastest: {100 * fastest:5.1f}%; its own calls, timed in the loop: {100 * own:5.1f}%)")
         # projected from one curvature measurement (at the end) and diffusion's cost per step
         if steps < 10000 and {"curvature", "diffusion"} <= set(analyses):
+            step_time = base / steps
             for label, costs in (("whole runs", extra), ("own calls", own_extra)):
-                step_time, measurement = base / steps, costs["curvature"]
-                diffusion = costs["diffusion"] / steps / step_time
+                measurement = costs["curvature"]
+                in_steps, diffusion = measurement / step_time, costs["diffusion"] / steps / step_time
                 for long in (10_000, 100_000):
-                    measurements = 1 + (long - 1) // 10000  # the end, and every 10000 steps before it
+                    measurements = curvature_measurements(long)
                     curvature = measurements * measurement / (long * step_time)
                     print(f"{model:8s} projected ({label}) for a {long}-step run at the default schedules: "
                           f"curvature {100 * curvature:.1f}% ({measurements} measurement(s) of {measurement:.2f} s = "
-                          f"{measurement / step_time:.0f} training steps), diffusion {100 * diffusion:.1f}%, "
+                          f"{in_steps:.0f} training steps), diffusion {100 * diffusion:.1f}%, "
                           f"together {100 * (curvature + diffusion):.1f}%")
+                # a measurement passes over the training set once per Hessian-vector product, so its
+                # cost in epochs of training carries over to other dataset sizes at this batch size
+                shortest = shortest_run_within(TARGET, diffusion, in_steps)
+                verdict = (f"within {100 * TARGET:.0f}% in every run of at least {shortest} steps "
+                           f"({shortest * epochs / steps:.0f} epochs)" if shortest else
+                           f"over {100 * TARGET:.0f}% even in a run of 10^6 steps")
+                print(f"{model:8s} ({label}) one curvature measurement = {in_steps * epochs / steps:.1f} epochs of "
+                      f"training at this batch size; diffusion + curvature {verdict}")
 
 if __name__ == "__main__":
     main()
