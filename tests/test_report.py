@@ -107,6 +107,31 @@ def test_sections_from_other_analyses_appear_where_their_files_are(tmp_path):
     assert "Escape survival" in html and "Msd" in html
 
 
+def test_diffusion_and_curvature_figures_show_their_headline_keys_first(tmp_path):
+    """γ through training and the C-H alignment are drawn; the record's width (a constant) is not; a
+    run's MSD legend gives the exponents below → above the crossover."""
+    keys = ["crossover_step", "dims", "distance_sq", "gamma_early", "gamma_late", "path_length", "projected",
+            "window_gamma"]
+    rows = [{"step": s, **{f"diffusion/{k}": float(i + s) for i, k in enumerate(keys)},
+             "curvature/top_eigenvalue": 5.0, "curvature/trace": 20.0, "curvature/trace_se": 1.0,
+             "curvature/alignment/proj_cosine": 0.9, "curvature/eigenvalue/top0": 5.0} for s in (100, 200)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tau = np.arange(1, 65, dtype=float)
+    msd = np.where(tau <= 8, tau ** 1.5, 8 ** 1.5 * (tau / 8) ** 0.5)  # γ 1.5 below τ = 8, 0.5 above
+    (tmp_path / "arrays.jsonl").write_text(json.dumps({"step": 200, "diffusion/tw0/lags": tau.tolist(),
+                                                       "diffusion/tw0/msd": msd.tolist()}) + "\n")
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "completed", "step": 200,
+                                                       "diffusion/tw0/crossover_step": 8.0}))
+    figures = run_figures(find_runs(tmp_path)[1])
+    legend = [t.get_text() for t in figures["msd"].axes[0].get_legend().get_texts()]
+    assert legend == ["$t_w$=0: γ 1.50 → 0.50"]  # a run's exponents in its legend, not beside the fits
+    assert not figures["msd"].axes[0].texts
+    titles = {name: [ax.get_title() for ax in figures[name].axes] for name in ("diffusion", "curvature")}
+    assert titles["diffusion"] == [f"diffusion/{k}" for k in ("distance_sq", "path_length", "window_gamma",
+                                                              "gamma_early", "gamma_late", "crossover_step")]
+    assert titles["curvature"][:3] == ["curvature/top_eigenvalue", "curvature/trace", "curvature/alignment/proj_cosine"]
+
+
 def test_wandb_flag_offline_says_so_in_one_line(tmp_path, capsys, monkeypatch):
     train_run(tmp_path, SHORT)
     assert f"outputs in {tmp_path.resolve()}" in capsys.readouterr().out  # the Python API says where, too

@@ -33,6 +33,10 @@ HEADLINE = {
     "noise_stats/": ["alpha_pooled_standardized", "alpha_median", "alpha_scale_mixture", "non_gaussian_fraction",
                      "noise_scale", "noise_norm"],
     "noise_memory/": ["autocorrelation_lag1"],
+    # γ through training (window_gamma) and the first waiting time's fits; not the record's width (dims)
+    "diffusion/": ["distance_sq", "path_length", "window_gamma", "gamma_early", "gamma_late", "crossover_step"],
+    # Xie et al.'s C ∝ H checked: the alignment of the noise covariance with the Hessian
+    "curvature/": ["top_eigenvalue", "trace", "alignment/proj_cosine", "alignment/proj_diag_pearson"],
 }
 
 
@@ -337,9 +341,9 @@ def _fit_parts(lags: np.ndarray, msd: np.ndarray, cross: float):
 def msd_curves(runs: Sequence[Run]) -> Optional[Figure]:
     """Weight diffusion (Chen et al.): MSD(t_w, τ) log–log with the power laws fitted below and above
     the super-/sub-diffusive crossover, and the local exponent γ(τ) with the crossover marked. A single
-    run: every waiting time (γ written beside each fit), and the MSD over its last records; a sweep:
-    each job's first waiting time (the distance from initialisation), one colour per group, whose
-    legend entry gives γ below → above the crossover (mean over the group's jobs)."""
+    run: every waiting time, whose legend entry gives γ below → above the crossover, and the MSD over
+    its last records; a sweep: each job's first waiting time (the distance from initialisation), one
+    colour per group, whose legend entry gives γ below → above (mean over the group's jobs)."""
     single = len(runs) == 1
     found = [(run, group, c, _msd_of(run, first_only=not single)) for run, group, c in _lines(runs)]
     found = [f for f in found if f[3]]
@@ -354,14 +358,12 @@ def msd_curves(runs: Sequence[Run]) -> Optional[Figure]:
             name = f"$t_w$={w}" if single and w is not None else None
             ok = (lags > 0) & (msd > 0) & np.isfinite(msd)
             lags, msd = lags[ok], msd[ok]
-            (line,) = ax.loglog(lags, msd, "o-", ms=3, lw=1.2, color=colour_i, label=name)
             fits = _fit_parts(lags, msd, cross)
+            # a run's legend gives each waiting time's exponents (text beside the fits overlapped)
+            fitted = name and fits and name + ": γ " + " → ".join(f"{g:.2f}" for _, g, _ in fits)
+            (line,) = ax.loglog(lags, msd, "o-", ms=3, lw=1.2, color=colour_i, label=fitted or name)
             for part, g, c in fits:
                 ax.loglog(lags[part], c * lags[part] ** g, "--", color=colour_i, lw=1)
-                if single:
-                    mid = np.sqrt(lags[part][0] * lags[part][-1])
-                    ax.annotate(f"γ={g:.2f}", (mid, c * mid ** g), color=colour_i, fontsize=8,
-                                textcoords="offset points", xytext=(0, 6))
             if group is not None:
                 first_line.setdefault(group, line)
                 gammas.setdefault(group, []).append([g for _, g, _ in fits])
