@@ -1,6 +1,7 @@
 """The cost of analyses at their default schedules, as a fraction of a training run's wall time.
 
     python scripts/bench_analysis_cost.py [--quick] [--repeats N] [--threads T] [--steps S] [--models mlp,resnet]
+                                          [--analyses A,B] [override ...]
 
 For each model in MODELS, a run without analyses and one with each entry of ANALYSES (default
 schedule, `--steps` steps: 1000 as `python -m sgdexp`), `logger=none`; the cost is (t_with − t_without) /
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {list(MODELS)}")
     parser.add_argument("--analyses", default=",".join(ANALYSES),
                         help=f"comma-separated, of {list(ANALYSES)} (e.g. only the target's on a long ResNet run)")
+    parser.add_argument("overrides", nargs="*", help="config overrides for every run (e.g. noise.batch_size=128)")
     args = parser.parse_args()
     analyses = {name: ANALYSES[name] for name in args.analyses.split(",")}
     if args.threads:
@@ -96,9 +98,9 @@ def main() -> None:
     repeats = args.repeats or (1 if args.quick else 3)
     steps = args.steps
     print(f"torch threads {torch.get_num_threads()}, {repeats} repeat(s), {steps} steps; "
-          f"cost = extra wall time / plain run")
+          f"cost = extra wall time / plain run; overrides {args.overrides}")
     for model in args.models.split(","):
-        model_overrides = QUICK_MODELS.get(model, MODELS[model]) if args.quick else MODELS[model]
+        model_overrides = (QUICK_MODELS.get(model, MODELS[model]) if args.quick else MODELS[model]) + args.overrides
         # Repeats interleave the plain run with each analysis run, and a cost is the median over
         # repeats of (t_with - t_plain) / t_plain of one repeat: on a shared VM the wall time of a
         # 0.5 s run drifts by +-20% between minutes, and a pair taken together shares the drift.
