@@ -96,6 +96,7 @@ def test_analyses_write_summary_and_do_not_change_training(tmp_path):
                 "generalization/weight_norm", "generalization/accuracy_gap", "generalization/loss_gap"):
         assert np.isfinite(summary[key]), key
     assert summary["curvature/top_eigenvalue"] >= summary["curvature/eigenvalue/top1"] > summary["curvature/eigenvalue/bottom0"]
+    assert -1 <= summary["curvature/alignment/proj_diag_pearson"] <= 1  # three directions
     assert summary["generalization/test_loss"] == pytest.approx(summary["test/loss"])
     assert summary["generalization/accuracy_gap"] == pytest.approx(summary["gap/accuracy"])
     assert summary["generalization/top_eigenvalue"] == pytest.approx(summary["curvature/top_eigenvalue"], rel=2e-2)
@@ -130,6 +131,7 @@ def test_default_schedule_measures_a_short_run_at_its_end_on_a_fixed_subset(tmp_
     full = train_run(tmp_path / "full", base)
     rows = read_metrics(tmp_path / "full" / "metrics.jsonl")
     assert [r["step"] for r in rows if "curvature/top_eigenvalue" in r] == [40]
+    assert "curvature/alignment/proj_diag_pearson" not in full  # two directions: a Pearson would be ±1
     sub = train_run(tmp_path / "sub", base + ["analysis.curvature.hessian_samples=32"])
     assert np.isfinite(sub["curvature/top_eigenvalue"])
     assert sub["curvature/top_eigenvalue"] != pytest.approx(full["curvature/top_eigenvalue"], rel=1e-3)

@@ -121,6 +121,9 @@ def test_alignment_is_one_when_cov_is_hessian_over_batch():
     assert al.proj_diag_pearson < 0 and al.proj_cosine < 0.99 and al.diag_cosine is None
     al = covariance_hessian_alignment(eigvecs=V, hessian_eigvals=ev[:k], cov_matvec=lambda W: W)
     assert al.proj_cosine == pytest.approx(ev[:k].sum() / np.sqrt(k * (ev[:k] ** 2).sum()))
+    # two directions: their diagonals' correlation would be ±1 whatever C is, so there is none
+    two = covariance_hessian_alignment(eigvecs=V[:, :2], hessian_eigvals=ev[:2], cov_matvec=lambda W: C @ W)
+    assert two.proj_diag_pearson is None and two.proj_cosine is not None
 
 
 def test_msd_exponent():

@@ -175,8 +175,8 @@ class Curvature(Analysis):
         s: Dict[str, float] = {"curvature/top_eigenvalue": float(values[0]), "curvature/trace": trace,
                                "curvature/trace_se": trace_se,
                                "curvature/alignment/proj_cosine": float(align.proj_cosine)}
-        if len(labels) >= 2:
-            s["curvature/alignment/proj_diag_pearson"] = float(align.proj_diag_pearson)
+        if align.proj_diag_pearson is not None:  # three directions or more
+            s["curvature/alignment/proj_diag_pearson"] = align.proj_diag_pearson
         for label, value, nv in zip(labels, values, noise_var):
             s[f"curvature/eigenvalue/{label}"] = float(value)
             s[f"curvature/noise_variance/{label}"] = float(nv)

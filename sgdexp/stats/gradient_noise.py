@@ -266,8 +266,9 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """None below 3 entries: the correlation of two points is ±1 whatever their values."""
     a, b = a.reshape(-1), b.reshape(-1)
-    if a.numel() < 2:
+    if a.numel() < 3:
         return None
     return _cos(a - a.mean(), b - b.mean())
 
@@ -303,7 +304,7 @@ def covariance_hessian_alignment(*, diag_cov=None, diag_hessian=None, eigvecs=No
     -------
     :class:`Alignment` with ``diag_cosine``, ``diag_pearson`` (length-d diagonals),
     ``proj_cosine`` (Frobenius), ``proj_diag_cosine``, ``proj_diag_pearson`` (k x k projections;
-    the Pearson needs k >= 2), and the matrices ``vcv``, ``vhv`` as numpy arrays.
+    the Pearson needs k >= 3: of two entries it is ±1 whatever they are; None below), and the matrices ``vcv``, ``vhv`` as numpy arrays.
 
     Parameters
     ----------
