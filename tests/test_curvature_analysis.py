@@ -152,6 +152,10 @@ def test_overlapping_windows_are_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="analysis.curvature.window"):
         train_run(tmp_path, SHORT + ["analysis=[curvature]", "analysis.curvature.every=10", "analysis.curvature.window=10"])
     assert not (tmp_path / "metrics.jsonl").exists()
+    # a Hessian subset larger than the training set (SHORT keeps 256 samples, 80% of them for training)
+    with pytest.raises(ConfigError, match=r"analysis.curvature.hessian_samples=1000 is not allowed: 0 \(all\) or at most"):
+        train_run(tmp_path, SHORT + ["analysis=[curvature]", "analysis.curvature.hessian_samples=1000"])
+    assert not (tmp_path / "metrics.jsonl").exists()
 
 
 def test_linear_summary_has_prediction_keys(tmp_path):
