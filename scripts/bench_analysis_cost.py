@@ -100,7 +100,7 @@ def main() -> None:
     print(f"torch threads {torch.get_num_threads()}, {repeats} repeat(s), {steps} steps; "
           f"cost = extra wall time / plain run; overrides {args.overrides}")
     for model in args.models.split(","):
-        model_overrides = (QUICK_MODELS.get(model, MODELS[model]) if args.quick else MODELS[model]) + args.overrides
+        run_overrides = (QUICK_MODELS.get(model, MODELS[model]) if args.quick else MODELS[model]) + args.overrides
         # Repeats interleave the plain run with each analysis run, and a cost is the median over
         # repeats of (t_with - t_plain) / t_plain of one repeat: on a shared VM the wall time of a
         # 0.5 s run drifts by +-20% between minutes, and a pair taken together shares the drift.
@@ -108,11 +108,11 @@ def main() -> None:
         times: Dict[str, List[Tuple[float, float]]] = {name: [] for name in analyses}
         epochs = 0.0
         for _ in range(repeats):
-            summary = run_summary(model_overrides, steps)
+            summary = run_summary(run_overrides, steps)
             plain.append(summary["wall_time_s"])
             epochs = summary["epoch"]  # of training data the run passes over
             for name, overrides in analyses.items():
-                times[name].append(wall_time(run_summary(model_overrides + overrides, steps)))
+                times[name].append(wall_time(run_summary(run_overrides + overrides, steps)))
         base = statistics.median(plain)
         print(f"{model:8s} plain run            {base:8.2f} s (median; {min(plain):.2f}-{max(plain):.2f})")
         extra, own_extra = {}, {}

@@ -72,9 +72,7 @@ class Curvature(Analysis):
         self.noise_sum, self.noise_count = np.zeros(0), 0
         self.measured: Optional[tuple] = None  # (step, sharpness) of the latest measurement (`sharpness_at`)
         m = int(cfg.hessian_samples)  # one fixed subset, so that measurements through training compare
-        if m > n:  # like a batch larger than the dataset: the run would not be what its config says
-            raise ConfigError("analysis.curvature.hessian_samples", m,
-                              f"0 (all) or at most the {n} training samples")
+        source.data.check_samples("analysis.curvature.hessian_samples", m, "0 (all) or ")
         self.hessian_indices = (torch.randperm(n, generator=self.generator)[:m].to(self.device)
                                 if 0 < m < n else None)
 

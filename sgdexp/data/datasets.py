@@ -44,6 +44,11 @@ class Dataset:
     def is_image(self) -> bool:
         return len(self.input_shape) == 3
 
+    def check_samples(self, key: str, value: int, allowed: str = "") -> None:
+        """A count of training samples that a config asks for (a batch, a subset) is at most N."""
+        if value > self.n_train:
+            raise ConfigError(key, value, f"{allowed}at most the {self.n_train} training samples of dataset={self.name}")
+
     def to(self, device: torch.device) -> "Dataset":
         return replace(self, **{k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")})
 
@@ -54,8 +59,7 @@ DATASETS: Registry[Callable[[DictConfig], Dataset]] = Registry("dataset.name")
 def load_dataset(cfg: DictConfig, device: torch.device) -> Dataset:
     data = DATASETS.get(cfg.name)(cfg)
     if cfg.subset is not None:
-        if cfg.subset > data.n_train:
-            raise ConfigError("dataset.subset", cfg.subset, f"at most the {data.n_train} training samples of {cfg.name}")
+        data.check_samples("dataset.subset", cfg.subset)
         data = replace(data, x_train=data.x_train[: cfg.subset], y_train=data.y_train[: cfg.subset])
     return (_standardise(data) if data.standardise else data).to(device)
 

@@ -304,7 +304,8 @@ def covariance_hessian_alignment(*, diag_cov=None, diag_hessian=None, eigvecs=No
     -------
     :class:`Alignment` with ``diag_cosine``, ``diag_pearson`` (length-d diagonals),
     ``proj_cosine`` (Frobenius), ``proj_diag_cosine``, ``proj_diag_pearson`` (k x k projections;
-    the Pearson needs k >= 3: of two entries it is ±1 whatever they are; None below), and the matrices ``vcv``, ``vhv`` as numpy arrays.
+    the Pearson needs k >= 3: of two entries it is ±1 whatever they are; None below), and the
+    matrices ``vcv``, ``vhv`` as numpy arrays.
 
     Parameters
     ----------

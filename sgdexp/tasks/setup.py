@@ -36,9 +36,7 @@ def build_setup(cfg: DictConfig) -> Setup:
     """Data, model, optimizer and noise mode, all seeded from `cfg.seed`; raises ConfigError on bad input."""
     device = resolve_device(cfg.device)
     data = load_dataset(cfg.dataset, device)
-    if cfg.noise.batch_size > data.n_train:
-        raise ConfigError("noise.batch_size", cfg.noise.batch_size,
-                          f"at most the {data.n_train} training samples of dataset={cfg.dataset.name}")
+    data.check_samples("noise.batch_size", cfg.noise.batch_size)
     torch.manual_seed(cfg.seed)  # model initialisation
     model = build_model(cfg.model, data.input_shape, data.num_outputs).to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
