@@ -201,16 +201,19 @@ def test_resume_inside_an_analysis_window_equals_uninterrupted(tmp_path, monkeyp
     assert any("noise_memory/autocorrelation_lag1" in r for r in read_metrics(tmp_path / "full" / "metrics.jsonl"))
 
 
-def test_arrays_reach_wandb_as_histograms_and_curves(tmp_path, monkeypatch):
+def fake_wandb(monkeypatch):
+    """wandb.init replaced by a run that keeps what it is given: (logged rows, its summary)."""
     import wandb
 
-    logged = []
+    logged, summary = [], {}
 
     class FakeRun:
-        summary: dict = {}
         id = "fake0002"
 
-        def log(self, row, step):
+        def __init__(self):
+            self.summary = summary
+
+        def log(self, row, step=None):  # images are logged without a step
             logged.append(row)
 
         def log_artifact(self, artifact):
@@ -220,9 +223,38 @@ def test_arrays_reach_wandb_as_histograms_and_curves(tmp_path, monkeypatch):
             pass
 
     monkeypatch.setattr(wandb, "init", lambda **kwargs: FakeRun())
+    return logged, summary
+
+
+def test_arrays_reach_wandb_as_histograms_and_curves(tmp_path, monkeypatch):
+    import wandb
+
+    logged, _ = fake_wandb(monkeypatch)
     train_run(tmp_path, SHORT + ["logger=wandb", "analysis=[noise_stats,noise_memory]", "analysis.noise_stats.every=30",
                                  "analysis.noise_stats.batches=16", "analysis.noise_stats.params=64",
                                  "analysis.noise_memory.window=64", "analysis.noise_memory.max_lag=8", "trainer.steps=70"])
     values = {k: v for row in logged for k, v in row.items()}
     assert isinstance(values["noise_stats/alpha/1.weight"], wandb.Histogram)
     assert "noise_memory/autocorrelation" in values and "noise_stats/alpha_scale_mixture" in values
+
+
+def test_weight_analyses_reach_summary_and_wandb_and_leave_training_alone(tmp_path, monkeypatch):
+    """A short run with diffusion, curvature and generalization: their keys in summary.json and in
+    W&B (scalars, summary, the MSD figure), and the same training as without them."""
+    import wandb
+
+    train_run(tmp_path / "plain", SHORT)
+    logged, wandb_summary = fake_wandb(monkeypatch)
+    summary = train_run(tmp_path / "analysed", SHORT + ["logger=wandb", "trainer.figures=true",
+                                                        "analysis=[diffusion,curvature,generalization]"])
+    values = {k: v for row in logged for k, v in row.items()}
+    for key in ("diffusion/distance_sq", "diffusion/path_length", "diffusion/gamma_early", "diffusion/tw0/gamma",
+                "curvature/top_eigenvalue", "curvature/trace", "curvature/alignment/proj_cosine",
+                "generalization/test_loss", "generalization/top_eigenvalue", "generalization/distance_from_init"):
+        assert np.isfinite(summary[key]), key
+        assert values[key] == wandb_summary[key] == summary[key], key
+    assert isinstance(values["msd"], wandb.Image) and (tmp_path / "analysed" / "figures" / "msd.png").exists()
+    # evaluated rows (the analysed run logs more rows, so its mean batch losses cover other steps)
+    keep = ("step", "train/", "test/", "gap/")
+    strip = lambda rows: [{k: v for k, v in r.items() if k.startswith(keep)} for r in rows if "test/loss" in r]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "plain" / "metrics.jsonl")) == strip(read_metrics(tmp_path / "analysed" / "metrics.jsonl"))
