@@ -3,7 +3,8 @@
 `loss_hvp(source)` is the Hessian of L(θ) = 1/N Σ_i ℓ_i(θ) at the model's current weights as an
 operator on flat vectors (parameters in `source.params` order), over all N training samples in chunks
 of `source.chunk_size`, in eval mode like the per-sample gradients (BatchNorm normalises with its
-running statistics, so H is the Hessian of the loss the per-sample gradients differentiate). It uses
+running statistics, so H is the Hessian of the loss the per-sample gradients differentiate; it is
+differentiated as the affine map it then is, `GradientSource.second_order_mode`). It uses
 `torch.autograd.grad` only, so `.grad`, the model's mode and its buffers are left as they were.
 
 `top_eigenpairs` and `hutchinson_trace` take any HVP operator (a model's, a landscape's, a matrix's).
@@ -104,7 +105,7 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
         single = v.dim() == 1
         vs = (v.unsqueeze(0) if single else v).to(dtype)
         out = torch.zeros_like(vs)
-        with torch.enable_grad(), source._model_mode(training=False):
+        with torch.enable_grad(), source.second_order_mode():
             for grads in gradient_graphs():
                 for b0 in range(0, len(vs), block):
                     out[b0 : b0 + block] += products(grads, vs[b0 : b0 + block])

@@ -97,6 +97,45 @@ def test_hvp_single_chunk_cached_graph_follows_the_weights():
     assert torch.allclose(moved.double(), (H2 @ v.double().T).T, rtol=1e-4, atol=1e-5 * float(H2.abs().max()))
 
 
+class _BatchNormTanh(nn.BatchNorm1d):
+    """A BatchNorm subclass that does more in forward (like timm's BatchNormAct2d)."""
+
+    def forward(self, x):
+        return torch.tanh(super().forward(x))
+
+
+def test_hvp_through_batchnorm_is_the_eval_mode_hessian():
+    """Products differentiate eval-mode BatchNorm as the affine map it is (`second_order_mode`): the
+    Hessian of the eval-mode loss (native batch_norm twice differentiated, float64) on a conv net
+    with BatchNorm2d, BatchNorm1d without affine parameters and a subclass that is left alone; the
+    hooks are gone and the model's mode is back afterwards."""
+    gen = torch.Generator().manual_seed(11)
+    x, y = torch.randn(40, 2, 4, 4, generator=gen), torch.randint(0, 3, (40,), generator=gen)
+    data = Dataset("toy", x, y, x[:8], y[:8], num_outputs=3, task="classification")
+    torch.manual_seed(12)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Tanh(), nn.Flatten(),
+                          nn.Linear(48, 6), nn.BatchNorm1d(6, affine=False), nn.Linear(6, 5),
+                          _BatchNormTanh(5), nn.Linear(5, 3))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5, generator=gen)
+                    m.bias.normal_(generator=gen)
+    src = GradientSource(model.train(), data, chunk_size=1000)
+    H = _explicit_hessian(src)
+    v = torch.randn(3, src.dim, generator=gen)
+    hv = loss_hvp(src)(v).double()
+    assert torch.allclose(hv, (H @ v.double().T).T, rtol=1e-4, atol=1e-5 * float(H.abs().max()))
+    assert model.training and not any(m._forward_hooks for m in model.modules())
+    with src.second_order_mode():
+        assert not model.training
+        hooked = [type(m) for m in model.modules() if m._forward_hooks]
+    assert hooked == [nn.BatchNorm2d, nn.BatchNorm1d]
+
+
 @pytest.mark.parametrize("batchnorm", [False, True])
 def test_evaluate_is_kept_while_the_weights_stay(batchnorm):
     """The run's evaluation and the generalization analysis ask at the same steps: the second asks
