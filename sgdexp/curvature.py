@@ -76,8 +76,11 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
     cache: dict = {}
 
     def chunk_grads(x: torch.Tensor, y: torch.Tensor) -> tuple:
-        loss = source.loss_fn(model(x), y) * (len(x) / n)
-        return torch.autograd.grad(loss, params, create_graph=True)
+        # the model's mode and BatchNorm's hooks matter where it runs forward, not for products on
+        # a kept graph (no hooks set and removed at every product)
+        with source.second_order_mode():
+            loss = source.loss_fn(model(x), y) * (len(x) / n)
+            return torch.autograd.grad(loss, params, create_graph=True)
 
     def gradient_graphs() -> Iterator[tuple]:
         if n > chunk_size:
@@ -105,7 +108,7 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
         single = v.dim() == 1
         vs = (v.unsqueeze(0) if single else v).to(dtype)
         out = torch.zeros_like(vs)
-        with torch.enable_grad(), source.second_order_mode():
+        with torch.enable_grad():
             for grads in gradient_graphs():
                 for b0 in range(0, len(vs), block):
                     out[b0 : b0 + block] += products(grads, vs[b0 : b0 + block])

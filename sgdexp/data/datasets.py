@@ -45,7 +45,8 @@ class Dataset:
         return len(self.input_shape) == 3
 
     def check_samples(self, key: str, value: int, allowed: str = "") -> None:
-        """A count of training samples that a config asks for (a batch, a subset) is at most N."""
+        """A count of training samples that a config asks for (a batch, a subset) is at most N, else a
+        ConfigError naming `key`; `allowed` starts the message with the key's other values ("0 (all) or ")."""
         if value > self.n_train:
             raise ConfigError(key, value, f"{allowed}at most the {self.n_train} training samples of dataset={self.name}")
 
