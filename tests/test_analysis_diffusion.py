@@ -64,6 +64,16 @@ def test_diffusion_leaves_training_unchanged_and_resumes_exactly(tmp_path, monke
         assert read_metrics(tmp_path / "killed" / name) == read_metrics(tmp_path / "full" / name)
 
 
+def test_waiting_times_past_the_run_are_dropped_and_said(caplog):
+    caplog.set_level("INFO")
+    source = SimpleNamespace(dim=8, params=[torch.zeros(8)], data=SimpleNamespace(x_train=torch.zeros(1)))
+    cfg = OmegaConf.create({"name": "diffusion", "start": 0, "every": 7, "log_every": 1000, "dims": 64,
+                            "buffer": 16, "waiting_times": [0, 199, 100, 5000], "lags": 5})
+    analysis = Diffusion(cfg, source, None, seed=3, steps=200)
+    assert analysis.waiting == [0, 105]  # snapped to recorded steps (multiples of 7): 199 -> 203 and 5000 are past step 200
+    assert "waiting_times [199, 5000] fall at or after the run's last step 200" in caplog.text
+
+
 @pytest.mark.parametrize("dims", [64, 4])  # exact (3 + 5 parameters) and projected
 def test_path_length_and_distance_follow_the_recorded_weights(dims):
     # a known trajectory, measured at steps 11 and 57 only, records staged and folded in blocks of up

@@ -130,6 +130,10 @@ class Diffusion(Analysis):
         # Waiting times snapped to recorded steps; per t_w its lag grid (multiples of `every`).
         recorded = sorted({self._next_recorded(int(w)) for w in cfg.waiting_times})
         self.waiting = [w for w in recorded if w < steps]
+        late = [int(w) for w in cfg.waiting_times if self._next_recorded(int(w)) >= steps]
+        if late:  # not an error: the defaults (up to 1000) and a sweep's runs of several lengths share them
+            log.info("diffusion: analysis.diffusion.waiting_times %s fall at or after the run's last "
+                        "step %d (or its last recorded one): no MSD from them", late, steps)
         self.lags: List[np.ndarray] = [log_lags((steps - w) // self.every, int(cfg.lags)) * self.every
                                        for w in self.waiting]
         self.refs = torch.zeros(len(self.waiting), self.D, dtype=torch.float64, device=device)
