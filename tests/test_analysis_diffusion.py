@@ -74,29 +74,68 @@ def test_waiting_times_past_the_run_are_dropped_and_said(caplog):
     assert "waiting_times [199, 5000] fall at or after the run's last step 200" in caplog.text
 
 
+def recorded(analysis: Diffusion, walk: torch.Tensor) -> torch.Tensor:
+    """The records of an 8-parameter trajectory `walk` (steps, 8): the weights themselves, or their
+    signed fold (coordinate i with sign s_i into bucket i mod D; D = 3, the largest prime <= 4)."""
+    if not analysis.projected:
+        return walk.double()
+    assert analysis.D == 3 and analysis.folds == 3
+    padded = torch.zeros(len(walk), 9)
+    padded[:, :8] = walk
+    return (padded * analysis.sign).view(len(walk), 3, 3).sum(dim=1).double()
+
+
+def diffusion_on(params, dims: int, steps: int, log_every: int = 1000) -> Diffusion:
+    source = SimpleNamespace(dim=8, params=params, data=SimpleNamespace(x_train=torch.zeros(1)))
+    cfg = OmegaConf.create({"name": "diffusion", "start": 0, "every": 1, "log_every": log_every, "dims": dims,
+                            "buffer": 16, "waiting_times": [0], "lags": 5})
+    return Diffusion(cfg, source, None, seed=3, steps=steps)
+
+
+@pytest.mark.parametrize("dims", [64, 4])
+@pytest.mark.parametrize("path", ["line", "walk", "back_and_forth"])
+def test_persistence_tells_a_drift_from_a_random_walk(dims, path):
+    # measurements at steps 10, 20, 30: the cosine of the moves between consecutive ones (the
+    # origin before the first), from the second measurement on
+    steps = 30
+    params = [torch.zeros(3), torch.zeros(5)]
+    analysis = diffusion_on(params, dims, steps, log_every=10)
+    t = torch.arange(steps + 1, dtype=torch.float32)[:, None]
+    direction = torch.randn(1, 8, generator=torch.Generator().manual_seed(5))
+    walk = {"line": t * direction,
+            "walk": torch.randn(steps + 1, 8, generator=torch.Generator().manual_seed(4)).cumsum(0),
+            "back_and_forth": torch.where((t // 10) % 2 == 1, 1.0, 0.0) * direction}[path]
+    persistence = {}
+    for step in range(steps + 1):
+        params[0].copy_(walk[step, :3]), params[1].copy_(walk[step, 3:])
+        analysis.record(step)
+        if step and step % 10 == 0:
+            persistence[step] = analysis.compute(step).scalars.get("diffusion/persistence")
+    assert persistence[10] is None
+    r = recorded(analysis, walk)
+    for step in (20, 30):
+        a, b = r[step - 10] - r[step - 20], r[step] - r[step - 10]
+        assert persistence[step] == pytest.approx(float(a @ b / (a.norm() * b.norm())), rel=1e-5)
+    expected = {"line": 1.0, "back_and_forth": -1.0}.get(path)
+    if expected is not None:
+        assert persistence[20] == pytest.approx(expected, abs=1e-5)
+        assert persistence[30] == pytest.approx(expected, abs=1e-5)
+
+
 @pytest.mark.parametrize("dims", [64, 4])  # exact (3 + 5 parameters) and projected
 def test_path_length_and_distance_follow_the_recorded_weights(dims):
     # a known trajectory, measured at steps 11 and 57 only, records staged and folded in blocks of up
     # to 64 and windows of 16 records: the path length is Σ‖θ_t − θ_{t−1}‖ of the records
     steps = 57
     params = [torch.zeros(3), torch.zeros(5)]
-    source = SimpleNamespace(dim=8, params=params, data=SimpleNamespace(x_train=torch.zeros(1)))
-    cfg = OmegaConf.create({"name": "diffusion", "start": 0, "every": 1, "log_every": 1000, "dims": dims,
-                            "buffer": 16, "waiting_times": [0], "lags": 5})
-    analysis = Diffusion(cfg, source, None, seed=3, steps=steps)
+    analysis = diffusion_on(params, dims, steps)
     walk = torch.randn(steps + 1, 8, generator=torch.Generator().manual_seed(4)).cumsum(0)
     for step in range(steps + 1):
         params[0].copy_(walk[step, :3]), params[1].copy_(walk[step, 3:])
         analysis.record(step)  # staged, folded 8 at a time into blocks of 64, or when measured
         if step == 11:
             analysis.compute(step)
-    if dims == 64:  # recorded exactly
-        records = walk.double()
-    else:  # the signed fold: coordinate i with sign s_i into bucket i mod D (D = 3, the largest prime <= 4)
-        assert analysis.D == 3 and analysis.folds == 3
-        padded = torch.zeros(steps + 1, 9)
-        padded[:, :8] = walk
-        records = (padded * analysis.sign).view(steps + 1, 3, 3).sum(dim=1).double()
+    records = recorded(analysis, walk)
     torch.testing.assert_close(analysis.latest().double(), records[-1])
     measurement = analysis.compute(steps)
     summary = measurement.scalars

@@ -108,10 +108,11 @@ def test_sections_from_other_analyses_appear_where_their_files_are(tmp_path):
 
 
 def test_diffusion_and_curvature_figures_show_their_headline_keys_first(tmp_path):
-    """γ through training and the C-H alignment are drawn; the record's width (a constant) is not; a
-    run's MSD legend gives the exponents below → above the crossover."""
-    keys = ["crossover_step", "dims", "distance_sq", "gamma_early", "gamma_late", "path_length", "projected",
-            "window_gamma"]
+    """γ through training, the persistence and the C-H alignment are drawn; the record's width (a
+    constant) and the path length are not; a run's MSD legend gives the exponents below → above the
+    crossover."""
+    keys = ["crossover_step", "dims", "distance_sq", "gamma_early", "gamma_late", "path_length", "persistence",
+            "projected", "window_gamma"]
     rows = [{"step": s, **{f"diffusion/{k}": float(i + s) for i, k in enumerate(keys)},
              "curvature/top_eigenvalue": 5.0, "curvature/trace": 20.0, "curvature/trace_se": 1.0,
              "curvature/alignment/proj_cosine": 0.9, "curvature/eigenvalue/top0": 5.0} for s in (100, 200)]
@@ -127,7 +128,7 @@ def test_diffusion_and_curvature_figures_show_their_headline_keys_first(tmp_path
     assert legend == ["$t_w$=0: γ 1.50 → 0.50"]  # a run's exponents in its legend, not beside the fits
     assert not figures["msd"].axes[0].texts
     titles = {name: [ax.get_title() for ax in figures[name].axes] for name in ("diffusion", "curvature")}
-    assert titles["diffusion"] == [f"diffusion/{k}" for k in ("distance_sq", "path_length", "window_gamma",
+    assert titles["diffusion"] == [f"diffusion/{k}" for k in ("distance_sq", "window_gamma", "persistence",
                                                               "gamma_early", "gamma_late", "crossover_step")]
     assert titles["curvature"][:3] == ["curvature/top_eigenvalue", "curvature/trace", "curvature/alignment/proj_cosine"]
 

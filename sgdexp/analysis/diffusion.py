@@ -31,10 +31,12 @@ the default analysis is ~0.5 MB):
   64 folded records (see `__init__`).
 
 Each measurement (every `log_every` steps and at the end) logs the distance from init, path length,
-γ_window, and for each t_w the fitted γ, the local exponent γ(τ) = d log MSD / d log τ at the latest
-lag, and the crossover step t_w + τ_c where γ(τ) first falls from above 1 to below 1 (super- to
-sub-diffusion; NaN while it has not). For the first waiting time these are also `diffusion/gamma_early`
-and `diffusion/gamma_late` (fits below and above the crossover, or below and above the log-midpoint of
+γ_window, the persistence (the cosine between the move since the last measurement and the one before
+it: a drift or a random walk, which the MSD's exponent alone does not tell apart), and for each t_w
+the fitted γ, the local exponent γ(τ) = d log MSD / d log τ at the latest lag, and the crossover
+step t_w + τ_c where γ(τ) first falls from above 1 to below 1 (super- to sub-diffusion; NaN while it
+has not). For the first waiting time these are also `diffusion/gamma_early` and
+`diffusion/gamma_late` (fits below and above the crossover, or below and above the log-midpoint of
 the lags measured when there is none) and `diffusion/crossover_step`. The curves go to arrays.jsonl
 (a waiting time's when it gained points since it was last logged), from which the report (and the
 run, at its end) draws MSD(t_w, τ) log–log with the fitted slopes and γ(τ)
@@ -127,6 +129,10 @@ class Diffusion(Analysis):
         self.window_done: Optional[np.ndarray] = None  # the last window completed and not yet logged
         self.origin = torch.zeros(self.D, dtype=torch.float64, device=device)
         self.path_length = 0.0
+        # persistence: the record at the last measurement and the move into it from the one before
+        self.mark = torch.zeros(self.D, dtype=torch.float64, device=device)
+        self.mark_move = torch.zeros(self.D, dtype=torch.float64, device=device)
+        self.marks = 0  # measurements so far (the origin counts as the first mark)
         # Waiting times snapped to recorded steps; per t_w its lag grid (multiples of `every`).
         recorded = sorted({self._next_recorded(int(w)) for w in cfg.waiting_times})
         self.waiting = [w for w in recorded if w < steps]
@@ -278,10 +284,34 @@ class Diffusion(Analysis):
             s[f"{PREFIX}/crossover_step"] = w + cross
         return s, arrays
 
+    def persistence(self) -> Optional[float]:
+        """cos(θ_t − θ_{t'}, θ_{t'} − θ_{t''}) for the latest record t and the records t', t'' of the
+        two measurements before (the origin before the first): ≈ 1 a drift along a fixed direction
+        (ballistic, MSD ∝ τ²), ≈ 0 a random walk (by chance ±1/√D for isotropic steps), < 0
+        back-and-forth motion.
+        A γ > 1 alone does not tell a drift from super-diffusion; this does. None before the second
+        measurement or when the weights did not move."""
+        latest = self.latest().double()
+        if self.marks == 0:
+            self.mark.copy_(self.origin)
+            self.marks = 1
+        move = latest - self.mark
+        cosine = None
+        if self.marks >= 2:
+            norms = float(torch.linalg.vector_norm(move) * torch.linalg.vector_norm(self.mark_move))
+            cosine = float(move @ self.mark_move) / norms if norms > 0 else None
+        self.mark_move.copy_(move)
+        self.mark.copy_(latest)
+        self.marks += 1
+        return cosine
+
     def compute(self, step: int) -> Optional[Measurement]:
         self.flush(window=step == self.steps)
         s: Dict[str, float] = {f"{PREFIX}/distance_sq": self.distance_sq, f"{PREFIX}/path_length": self.path_length,
                                f"{PREFIX}/dims": float(self.D), f"{PREFIX}/projected": float(self.projected)}
+        persistence = self.persistence()
+        if persistence is not None:
+            s[f"{PREFIX}/persistence"] = persistence
         arrays: Dict[str, np.ndarray] = {}
         win = self.window(final=step == self.steps)
         if win is not None:
@@ -312,6 +342,7 @@ class Diffusion(Analysis):
         pending = self.window_done if self.window_done is not None else np.zeros(0)
         return {**super().state_dict(), "previous": self.block[0].cpu(), "count": self.count,
                 "origin": self.origin.cpu(), "path_length": self.path_length,
+                "mark": self.mark.cpu(), "mark_move": self.mark_move.cpu(), "marks": self.marks,
                 "refs": self.refs.cpu(), "curves": [torch.from_numpy(c) for c in self.curves],
                 "windows": self.windows.state_dict(), "window_done": torch.from_numpy(pending),
                 "logged_points": dict(self.logged_points)}
@@ -322,6 +353,9 @@ class Diffusion(Analysis):
         self.origin.copy_(state["origin"])
         self.refs.copy_(state["refs"])
         self.count, self.path_length = state["count"], state["path_length"]
+        self.mark.copy_(state["mark"])
+        self.mark_move.copy_(state["mark_move"])
+        self.marks = state["marks"]
         self.curves = [c.numpy().copy() for c in state["curves"]]
         self._fitted = {}
         self.logged_points = {int(k): int(v) for k, v in state["logged_points"].items()}

@@ -33,8 +33,9 @@ HEADLINE = {
     "noise_stats/": ["alpha_pooled_standardized", "alpha_median", "alpha_scale_mixture", "non_gaussian_fraction",
                      "noise_scale", "noise_norm"],
     "noise_memory/": ["autocorrelation_lag1"],
-    # γ through training (window_gamma) and the first waiting time's fits; not the record's width (dims)
-    "diffusion/": ["distance_sq", "path_length", "window_gamma", "gamma_early", "gamma_late", "crossover_step"],
+    # γ through training (window_gamma), whether a γ > 1 is a drift (persistence), the first waiting
+    # time's fits; not the path length (near-linear in steps) nor the record's width (dims)
+    "diffusion/": ["distance_sq", "window_gamma", "persistence", "gamma_early", "gamma_late", "crossover_step"],
     # Xie et al.'s C ∝ H checked: the alignment of the noise covariance with the Hessian
     "curvature/": ["top_eigenvalue", "trace", "alignment/proj_cosine", "alignment/proj_diag_pearson"],
 }
