@@ -64,16 +64,6 @@ def test_diffusion_leaves_training_unchanged_and_resumes_exactly(tmp_path, monke
         assert read_metrics(tmp_path / "killed" / name) == read_metrics(tmp_path / "full" / name)
 
 
-def test_waiting_times_past_the_run_are_dropped_and_said(caplog):
-    caplog.set_level("INFO")
-    source = SimpleNamespace(dim=8, params=[torch.zeros(8)], data=SimpleNamespace(x_train=torch.zeros(1)))
-    cfg = OmegaConf.create({"name": "diffusion", "start": 0, "every": 7, "log_every": 1000, "dims": 64,
-                            "buffer": 16, "waiting_times": [0, 199, 100, 5000], "lags": 5})
-    analysis = Diffusion(cfg, source, None, seed=3, steps=200)
-    assert analysis.waiting == [0, 105]  # snapped to recorded steps (multiples of 7): 199 -> 203 and 5000 are past step 200
-    assert "waiting_times [199, 5000] fall at or after the run's last step 200" in caplog.text
-
-
 def recorded(analysis: Diffusion, walk: torch.Tensor) -> torch.Tensor:
     """The records of an 8-parameter trajectory `walk` (steps, 8): the weights themselves, or their
     signed fold (coordinate i with sign s_i into bucket i mod D; D = 3, the largest prime <= 4)."""
@@ -85,11 +75,20 @@ def recorded(analysis: Diffusion, walk: torch.Tensor) -> torch.Tensor:
     return (padded * analysis.sign).view(len(walk), 3, 3).sum(dim=1).double()
 
 
-def diffusion_on(params, dims: int, steps: int, log_every: int = 1000) -> Diffusion:
+def diffusion_on(params, dims: int, steps: int, **overrides) -> Diffusion:
+    """The analysis on 8 parameters `params`, measured when a test calls `compute`."""
     source = SimpleNamespace(dim=8, params=params, data=SimpleNamespace(x_train=torch.zeros(1)))
-    cfg = OmegaConf.create({"name": "diffusion", "start": 0, "every": 1, "log_every": log_every, "dims": dims,
-                            "buffer": 16, "waiting_times": [0], "lags": 5})
+    cfg = OmegaConf.create({"name": "diffusion", "start": 0, "every": 1, "log_every": 1000, "dims": dims,
+                            "buffer": 16, "waiting_times": [0], "lags": 5, **overrides})
     return Diffusion(cfg, source, None, seed=3, steps=steps)
+
+
+def test_waiting_times_past_the_run_are_dropped_and_said(caplog):
+    caplog.set_level("INFO")
+    analysis = diffusion_on([torch.zeros(8)], 64, 200, every=7, waiting_times=[0, 199, 100, 5000])
+    # snapped to recorded steps (multiples of 7): 199 -> 203 and 5000 lie past step 200
+    assert analysis.waiting == [0, 105]
+    assert "waiting_times [199, 5000] fall at or after the run's last step 200" in caplog.text
 
 
 @pytest.mark.parametrize("dims", [64, 4])
