@@ -76,8 +76,9 @@ def recorded(analysis: Diffusion, walk: torch.Tensor) -> torch.Tensor:
 
 
 def diffusion_on(params, dims: int, steps: int, **overrides) -> Diffusion:
-    """The analysis on 8 parameters `params`, measured when a test calls `compute`."""
-    source = SimpleNamespace(dim=8, params=params, data=SimpleNamespace(x_train=torch.zeros(1)))
+    """The analysis on the parameters `params`, measured when a test calls `compute`."""
+    source = SimpleNamespace(dim=sum(p.numel() for p in params), params=params,
+                             data=SimpleNamespace(x_train=torch.zeros(1)))
     cfg = OmegaConf.create({"name": "diffusion", "start": 0, "every": 1, "log_every": 1000, "dims": dims,
                             "buffer": 16, "waiting_times": [0], "lags": 5, **overrides})
     return Diffusion(cfg, source, None, seed=3, steps=steps)
@@ -119,6 +120,34 @@ def test_persistence_tells_a_drift_from_a_random_walk(dims, path):
     if expected is not None:
         assert persistence[20] == pytest.approx(expected, abs=1e-5)
         assert persistence[30] == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("a", [0.9, 0.5, 1.0])
+def test_persistence_of_a_stationary_ar1_walk_is_its_known_value(a):
+    # θ_{t+1} = a θ_t + ξ_t in 512 coordinates, stationary from the start, measured every 10 steps:
+    # successive 10-step moves have correlation -(1 - a^10)/2 (autocovariance ∝ a^|s|), so the
+    # persistence is -0.326 at a = 0.9, -0.4995 at a = 0.5 (a confined walk) and 0 at a = 1 (a free one)
+    dim, lag, steps = 512, 10, 4000
+    gen = torch.Generator().manual_seed(6)
+    theta = torch.randn(dim, generator=gen) / (1 - a * a) ** 0.5 if a < 1 else torch.zeros(dim)
+    params = [theta]
+    analysis = diffusion_on(params, dims=1024, steps=steps, log_every=lag)
+    noise = torch.randn(steps + 1, dim, generator=gen)
+    persistence = []
+    for step in range(steps + 1):
+        if step:
+            theta.mul_(a).add_(noise[step])
+        analysis.record(step)
+        if step and step % lag == 0:
+            value = analysis.compute(step).scalars.get("diffusion/persistence")
+            if value is not None:
+                persistence.append(value)
+    persistence = np.array(persistence)
+    expected = -(1 - a ** lag) / 2
+    # neighbours share a move, so count half as many independent values; 5 standard errors
+    tolerance = 5 * persistence.std() / np.sqrt(len(persistence) / 2)
+    assert tolerance < 0.02
+    assert persistence.mean() == pytest.approx(expected, abs=tolerance)
 
 
 @pytest.mark.parametrize("dims", [64, 4])  # exact (3 + 5 parameters) and projected

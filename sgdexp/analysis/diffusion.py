@@ -287,8 +287,9 @@ class Diffusion(Analysis):
     def persistence(self) -> Optional[float]:
         """cos(θ_t − θ_{t'}, θ_{t'} − θ_{t''}) for the latest record t and the records t', t'' of the
         two measurements before (the origin before the first): ≈ 1 a drift along a fixed direction
-        (ballistic, MSD ∝ τ²), ≈ 0 a random walk (by chance ±1/√D for isotropic steps), < 0
-        back-and-forth motion.
+        (ballistic, MSD ∝ τ²), ≈ 0 a free random walk (by chance ±1/√D for isotropic steps), and
+        -(1 - a^Δ)/2 for a walk held in a basin, θ ← aθ + noise with Δ steps between measurements
+        (-1/2 when it relaxes within Δ).
         A γ > 1 alone does not tell a drift from super-diffusion; this does. None before the second
         measurement or when the weights did not move."""
         latest = self.latest().double()
