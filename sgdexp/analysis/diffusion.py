@@ -139,7 +139,7 @@ class Diffusion(Analysis):
         late = [int(w) for w in cfg.waiting_times if self._next_recorded(int(w)) >= steps]
         if late:  # not an error: the defaults (up to 1000) and a sweep's runs of several lengths share them
             log.info("diffusion: analysis.diffusion.waiting_times %s fall at or after the run's last "
-                        "step %d (or its last recorded one): no MSD from them", late, steps)
+                     "step %d (or its last recorded one): no MSD from them", late, steps)
         self.lags: List[np.ndarray] = [log_lags((steps - w) // self.every, int(cfg.lags)) * self.every
                                        for w in self.waiting]
         self.refs = torch.zeros(len(self.waiting), self.D, dtype=torch.float64, device=device)
@@ -284,14 +284,14 @@ class Diffusion(Analysis):
             s[f"{PREFIX}/crossover_step"] = w + cross
         return s, arrays
 
-    def persistence(self) -> Optional[float]:
-        """cos(θ_t − θ_{t'}, θ_{t'} − θ_{t''}) for the latest record t and the records t', t'' of the
+    def mark_persistence(self) -> Optional[float]:
+        """Called once per measurement: cos(θ_t − θ_{t'}, θ_{t'} − θ_{t''}) for the latest record t and the records t', t'' of the
         two measurements before (the origin before the first): ≈ 1 a drift along a fixed direction
         (ballistic, MSD ∝ τ²), ≈ 0 a free random walk (by chance ±1/√D for isotropic steps), and
         -(1 - a^Δ)/2 for a walk held in a basin, θ ← aθ + noise with Δ steps between measurements
         (-1/2 when it relaxes within Δ).
         A γ > 1 alone does not tell a drift from super-diffusion; this does. None before the second
-        measurement or when the weights did not move."""
+        measurement or when the weights did not move. The latest record becomes the next mark."""
         latest = self.latest().double()
         if self.marks == 0:
             self.mark.copy_(self.origin)
@@ -310,7 +310,7 @@ class Diffusion(Analysis):
         self.flush(window=step == self.steps)
         s: Dict[str, float] = {f"{PREFIX}/distance_sq": self.distance_sq, f"{PREFIX}/path_length": self.path_length,
                                f"{PREFIX}/dims": float(self.D), f"{PREFIX}/projected": float(self.projected)}
-        persistence = self.persistence()
+        persistence = self.mark_persistence()
         if persistence is not None:
             s[f"{PREFIX}/persistence"] = persistence
         arrays: Dict[str, np.ndarray] = {}
