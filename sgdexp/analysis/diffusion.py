@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from sgdexp.analysis.base import Analysis, Measurement
-from sgdexp.stats import WindowedMSD, crossover, local_exponents, log_lags, power_law_fit
+from sgdexp.stats import WindowedMSD, cosine, crossover, local_exponents, log_lags, power_law_fit
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +129,14 @@ class Diffusion(Analysis):
         self.window_done: Optional[np.ndarray] = None  # the last window completed and not yet logged
         self.origin = torch.zeros(self.D, dtype=torch.float64, device=device)
         self.path_length = 0.0
-        # persistence: the record at the last measurement and the move into it from the one before
+        # persistence: the record at the last measurement (the origin before the first) and the move
+        # into it from the one before (zero until the first measurement)
         self.mark = torch.zeros(self.D, dtype=torch.float64, device=device)
         self.mark_move = torch.zeros(self.D, dtype=torch.float64, device=device)
-        self.marks = 0  # measurements so far (the origin counts as the first mark)
         # Waiting times snapped to recorded steps; per t_w its lag grid (multiples of `every`).
-        recorded = sorted({self._next_recorded(int(w)) for w in cfg.waiting_times})
-        self.waiting = [w for w in recorded if w < steps]
-        late = [int(w) for w in cfg.waiting_times if self._next_recorded(int(w)) >= steps]
+        snapped = {int(w): self._next_recorded(int(w)) for w in cfg.waiting_times}
+        self.waiting = sorted({w for w in snapped.values() if w < steps})
+        late = [w for w, recorded in snapped.items() if recorded >= steps]
         if late:  # not an error: the defaults (up to 1000) and a sweep's runs of several lengths share them
             log.info("diffusion: analysis.diffusion.waiting_times %s fall at or after the run's last "
                      "step %d (or its last recorded one): no MSD from them", late, steps)
@@ -194,8 +194,9 @@ class Diffusion(Analysis):
                     torch.sum(staged, dim=1, out=records)
                 else:  # float64 weights: folded in their precision, then rounded like every record
                     records.copy_(staged.sum(dim=1))
-            if self.count == 0:  # the first record: the origin, and no move into it
+            if self.count == 0:  # the first record: the origin (and first mark), and no move into it
                 self.origin.copy_(records[0])
+                self.mark.copy_(records[0])
                 self.block[0] = records[0]
             for i, step in enumerate(self.staged):  # waiting-time references and MSD(t_w, τ) points
                 if step in self.reference_at:
@@ -231,11 +232,6 @@ class Diffusion(Analysis):
     def latest(self) -> torch.Tensor:
         self.flush()
         return self.block[self.in_block]
-
-    @property
-    def distance_sq(self) -> float:
-        """‖θ − θ_0‖² of the latest record (taken when logged, not at every record)."""
-        return float((self.latest().double() - self.origin).square().sum()) if self.count else 0.0
 
     def recording(self, step: int) -> bool:
         return step >= self.start and (step - self.start) % self.every == 0
@@ -284,33 +280,27 @@ class Diffusion(Analysis):
             s[f"{PREFIX}/crossover_step"] = w + cross
         return s, arrays
 
-    def mark_persistence(self) -> Optional[float]:
-        """Called once per measurement: cos(θ_t − θ_{t'}, θ_{t'} − θ_{t''}) for the latest record t and the records t', t'' of the
-        two measurements before (the origin before the first): ≈ 1 a drift along a fixed direction
-        (ballistic, MSD ∝ τ²), ≈ 0 a free random walk (by chance ±1/√D for isotropic steps), and
-        -(1 - a^Δ)/2 for a walk held in a basin, θ ← aθ + noise with Δ steps between measurements
-        (-1/2 when it relaxes within Δ).
-        A γ > 1 alone does not tell a drift from super-diffusion; this does. None before the second
-        measurement or when the weights did not move. The latest record becomes the next mark."""
-        latest = self.latest().double()
-        if self.marks == 0:
-            self.mark.copy_(self.origin)
-            self.marks = 1
+    def mark_persistence(self, latest: torch.Tensor) -> Optional[float]:
+        """cos(θ_t − θ_{t'}, θ_{t'} − θ_{t''}) for the `latest` record t (float64) and the records t',
+        t'' of the two measurements before (the origin before the first); then t becomes the mark.
+        Called once per measurement. ≈ 1 a drift along a fixed direction (ballistic, MSD ∝ τ²), ≈ 0 a
+        free random walk (by chance ±1/√D for isotropic steps), and -(1 - a^Δ)/2 for a walk held in a
+        basin, θ ← aθ + noise with Δ steps between measurements (-1/2 when it relaxes within Δ). A
+        γ > 1 alone does not tell a drift from super-diffusion; this does. None at the first
+        measurement (no move before it) or when the weights did not move."""
         move = latest - self.mark
-        cosine = None
-        if self.marks >= 2:
-            norms = float(torch.linalg.vector_norm(move) * torch.linalg.vector_norm(self.mark_move))
-            cosine = float(move @ self.mark_move) / norms if norms > 0 else None
+        value = cosine(move, self.mark_move)
         self.mark_move.copy_(move)
         self.mark.copy_(latest)
-        self.marks += 1
-        return cosine
+        return value if np.isfinite(value) else None
 
     def compute(self, step: int) -> Optional[Measurement]:
         self.flush(window=step == self.steps)
-        s: Dict[str, float] = {f"{PREFIX}/distance_sq": self.distance_sq, f"{PREFIX}/path_length": self.path_length,
+        latest = self.latest().double()  # ‖θ − θ_0‖² and the persistence are taken when logged
+        s: Dict[str, float] = {f"{PREFIX}/distance_sq": float((latest - self.origin).square().sum()),
+                               f"{PREFIX}/path_length": self.path_length,
                                f"{PREFIX}/dims": float(self.D), f"{PREFIX}/projected": float(self.projected)}
-        persistence = self.mark_persistence()
+        persistence = self.mark_persistence(latest)
         if persistence is not None:
             s[f"{PREFIX}/persistence"] = persistence
         arrays: Dict[str, np.ndarray] = {}
@@ -343,7 +333,7 @@ class Diffusion(Analysis):
         pending = self.window_done if self.window_done is not None else np.zeros(0)
         return {**super().state_dict(), "previous": self.block[0].cpu(), "count": self.count,
                 "origin": self.origin.cpu(), "path_length": self.path_length,
-                "mark": self.mark.cpu(), "mark_move": self.mark_move.cpu(), "marks": self.marks,
+                "mark": self.mark.cpu(), "mark_move": self.mark_move.cpu(),
                 "refs": self.refs.cpu(), "curves": [torch.from_numpy(c) for c in self.curves],
                 "windows": self.windows.state_dict(), "window_done": torch.from_numpy(pending),
                 "logged_points": dict(self.logged_points)}
@@ -356,7 +346,6 @@ class Diffusion(Analysis):
         self.count, self.path_length = state["count"], state["path_length"]
         self.mark.copy_(state["mark"])
         self.mark_move.copy_(state["mark_move"])
-        self.marks = state["marks"]
         self.curves = [c.numpy().copy() for c in state["curves"]]
         self._fitted = {}
         self.logged_points = {int(k): int(v) for k, v in state["logged_points"].items()}

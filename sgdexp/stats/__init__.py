@@ -18,7 +18,7 @@ device and return Python floats / small numpy arrays.
 * :mod:`.adequacy` -- does an S-alpha-S law fit at all: CF misfit, ECF/block-sum agreement,
   share of power in the top 1 % of samples.
 * :mod:`.gradient_noise` -- noise scale (McCandlish et al. 2018), two-batch estimator,
-  per-layer SNR, covariance-Hessian alignment.
+  per-layer SNR, covariance-Hessian alignment (and the `cosine` of two tensors it uses).
 * :mod:`.stationary` -- stationary variance of SGD (with torch's momentum) per Hessian eigendirection.
 * :mod:`.survival` -- Kaplan-Meier with Greenwood band, censored escape-time summary.
 * :mod:`.fits` -- straight-line fits (slope, intercept, R², slope SE).
@@ -44,6 +44,7 @@ from .gaussianity import GaussianityResult, anderson_darling_normal, gaussianity
 from .gradient_noise import (
     Alignment,
     NoiseScale,
+    cosine,
     covariance_hessian_alignment,
     gradient_noise_scale,
     gradient_snr,
@@ -63,7 +64,7 @@ __all__ = [
     "autocorrelation",
     "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
     "gradient_noise_scale", "noise_scale_two_batch", "trace_from_minibatch_noise", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
-    "covariance_hessian_alignment", "Alignment",
+    "covariance_hessian_alignment", "Alignment", "cosine",
     "sgd_stationary_variance", "relaxation_steps",
     "kaplan_meier", "KaplanMeier", "escape_time_summary",
     "line_fit", "LineFit",

@@ -260,7 +260,8 @@ def _ndim(x) -> int:
     return x.ndim if hasattr(x, "ndim") else np.ndim(x)
 
 
-def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """cos of the angle between two tensors taken as flat vectors; NaN when either is zero."""
     a, b = a.reshape(-1), b.reshape(-1)
     return float(a @ b / (a.norm() * b.norm()))
 
@@ -270,7 +271,7 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float | None:
     a, b = a.reshape(-1), b.reshape(-1)
     if a.numel() < 3:
         return None
-    return _cos(a - a.mean(), b - b.mean())
+    return cosine(a - a.mean(), b - b.mean())
 
 
 def covariance_hessian_alignment(*, diag_cov=None, diag_hessian=None, eigvecs=None,
@@ -332,7 +333,7 @@ def covariance_hessian_alignment(*, diag_cov=None, diag_hessian=None, eigvecs=No
         dh = dh.to(dc.device)
         if dc.numel() != dh.numel():
             raise ValueError(f"diag_cov has {dc.numel()} entries, diag_hessian {dh.numel()}")
-        out["diag_cosine"] = _cos(dc, dh)
+        out["diag_cosine"] = cosine(dc, dh)
         out["diag_pearson"] = _pearson(dc, dh)
     if eigvecs is not None:
         V = _t(eigvecs)
@@ -358,7 +359,7 @@ def covariance_hessian_alignment(*, diag_cov=None, diag_hessian=None, eigvecs=No
             out["vhv"] = vhv.cpu().numpy()
         if vcv is not None and vhv is not None:
             vhv = vhv.to(vcv.device)
-            out["proj_cosine"] = _cos(vcv, vhv)
-            out["proj_diag_cosine"] = _cos(torch.diagonal(vcv), torch.diagonal(vhv))
+            out["proj_cosine"] = cosine(vcv, vhv)
+            out["proj_diag_cosine"] = cosine(torch.diagonal(vcv), torch.diagonal(vhv))
             out["proj_diag_pearson"] = _pearson(torch.diagonal(vcv), torch.diagonal(vhv))
     return Alignment(**out)
