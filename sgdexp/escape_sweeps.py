@@ -115,22 +115,28 @@ def _number(value) -> float:
         return math.nan
 
 
-def _x_values(cfg, summary: dict) -> Dict[str, float]:
-    def get(key: str):
-        return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+def _get(cfg, key: str):
+    return OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
 
-    sigma = get("noise.sigma")
+
+def batch_over_lr(cfg) -> float:
+    """B/η of a job's config (`noise.batch_size / optimizer.lr`), NaN where either is missing."""
+    lr = _number(_get(cfg, "optimizer.lr"))
+    return _number(_get(cfg, "noise.batch_size")) / lr if lr > 0 else math.nan
+
+
+def _x_values(cfg, summary: dict) -> Dict[str, float]:
+    sigma = _get(cfg, "noise.sigma")
     if sigma == "matched":
         sigma = summary.get("noise/sigma", summary.get("escape/sigma"))
     sigma = _number(sigma)
     sharp = _number(summary.get("sharpness/top_eigenvalue"))
-    lr = _number(get("optimizer.lr"))
     return {
-        "batch_over_lr": _number(get("noise.batch_size")) / lr if lr > 0 else math.nan,
+        "batch_over_lr": batch_over_lr(cfg),
         "inverse_sigma_sq": 1.0 / sigma ** 2 if sigma > 0 else math.nan,
         "inverse_sharpness": 1.0 / sharp if sharp > 0 else math.nan,
-        "hurst": _number(get("noise.hurst")),
-        "alpha": _number(get("noise.alpha")),
+        "hurst": _number(_get(cfg, "noise.hurst")),
+        "alpha": _number(_get(cfg, "noise.alpha")),
     }
 
 

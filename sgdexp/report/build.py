@@ -86,6 +86,27 @@ def sweep_fits_section(path: Path, fig_dir: Path) -> Optional[str]:
     return html
 
 
+def generalization_section(runs: Sequence[Run], fig_dir: Path) -> Optional[str]:
+    """The gaps and measures of `sgdexp.report.generalization` per setting (mean ± sd over seeds),
+    Kendall's τ of each measure with each gap across the jobs, and the figure of the gap against
+    them; None for a sweep without generalization results."""
+    from sgdexp.plotting import save_figure
+    from sgdexp.report.generalization import NAMES, TABLE_KEYS, completed_with_gaps, correlation_table, generalization_figure
+
+    if not completed_with_gaps(runs):
+        return None
+    keys = [k for k in TABLE_KEYS if any(isinstance(r.summary.get(k), (int, float)) for r in runs)]
+    html = H.table(["setting", "completed", *[NAMES.get(k, k.split("/", 1)[1]) for k in keys]],
+                   seed_rows(runs, keys), left=2)
+    columns, rows = correlation_table(runs)
+    html += (H.table(columns, rows, left=2) if rows else
+             "<p>No Kendall τ: it needs 3 or more completed jobs whose values differ.</p>\n")
+    fig = generalization_figure(runs)
+    if fig is not None:
+        html = H.image(save_figure(fig, fig_dir / "generalization_vs_sharpness.png")) + html
+    return html
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_")
 
@@ -135,11 +156,15 @@ def build_report(path: Path, out_dir: Optional[Path] = None) -> Path:
         fits = sweep_fits_section(path, fig_dir)
         if fits:
             sections.append(("Escape: sweep-level fits", fits))
+        generalization = generalization_section(runs, fig_dir)
+        if generalization:
+            sections.append(("Generalization across the sweep", generalization))
     else:
         run = runs[0]
         intro = f"Run <code>{H.esc(path)}</code> ({H.esc(run.label)}): <b>{H.esc(run.status)}</b>."
         shown = {k: run.summary.get(k) for k in ["status", "step", *keys, "wall_time_s", "error", "diverged_step"]
                  if k in run.summary}
+        shown.update((k, v) for k, v in sorted(run.summary.items()) if k.startswith("generalization/"))
         sections.append(("Summary", H.key_values(shown)))
     for name, files in figures.items():
         body = "".join((f"<h3>{H.esc(panel)}</h3>\n" if panel else "") + H.image(png) for panel, png in files)

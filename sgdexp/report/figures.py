@@ -38,20 +38,22 @@ HEADLINE = {
     "diffusion/": ["distance_sq", "window_gamma", "persistence", "gamma_early", "gamma_late", "crossover_step"],
     # Xie et al.'s C ∝ H checked: the alignment of the noise covariance with the Hessian
     "curvature/": ["top_eigenvalue", "trace", "alignment/proj_cosine", "alignment/proj_diag_pearson"],
+    # the gaps first, then what the papers relate them to
+    "generalization/": ["loss_gap", "accuracy_gap", "top_eigenvalue", "trace", "distance_from_init", "weight_norm"],
 }
 
 
-def _group(run: Run, runs: Sequence[Run]) -> str:
+def group_of(run: Run, runs: Sequence[Run]) -> str:
     """What tells a job apart in a legend: its values of the swept keys, seed left out."""
     return run.group_label(swept_keys(runs)) if len(runs) > 1 else run.label
 
 
-def _colours(runs: Sequence[Run]) -> Dict[str, str]:
+def group_colours(runs: Sequence[Run]) -> Dict[str, str]:
     """One colour per group of jobs that differ only by seed (tab20 beyond ten groups)."""
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    groups = list(dict.fromkeys(_group(r, runs) for r in runs))
+    groups = list(dict.fromkeys(group_of(r, runs) for r in runs))
     if len(groups) <= 10:
         return {g: f"C{i}" for i, g in enumerate(groups)}
     return {g: to_hex(colormaps["tab20"](i % 20)) for i, g in enumerate(groups)}
@@ -63,9 +65,9 @@ def _lines(runs: Sequence[Run]) -> List[Tuple[Run, Optional[str], str]]:
     single run: no group (no legend)."""
     if len(runs) == 1:
         return [(runs[0], None, "C0")]
-    colours, out, seen = _colours(runs), [], set()
+    colours, out, seen = group_colours(runs), [], set()
     for run in runs:
-        group = _group(run, runs)
+        group = group_of(run, runs)
         if group not in seen and len(seen) >= MAX_LINES:
             continue
         out.append((run, group, colours[group]))
@@ -77,7 +79,7 @@ def _left_out(runs: Sequence[Run]) -> str:
     """A title's note when `_lines` leaves groups out (' (first 12 of 15 settings)'), else ''."""
     if len(runs) == 1:
         return ""
-    n = len({_group(r, runs) for r in runs})
+    n = len({group_of(r, runs) for r in runs})
     return f" (first {MAX_LINES} of {n} settings)" if n > MAX_LINES else ""
 
 
@@ -89,7 +91,7 @@ def _first(seen: set, group: Optional[str]) -> Optional[str]:
     return group
 
 
-def _legend(fig: Figure, axes) -> None:
+def figure_legend(fig: Figure, axes) -> None:
     """One legend below the figure, each label once (a sweep's groups); none for a single run."""
     handles, labels = [], []
     for ax in np.atleast_1d(axes):
@@ -134,7 +136,7 @@ def panels(runs: Sequence[Run], max_lines: int = MAX_LINES) -> List[Tuple[str, L
     return chunks
 
 
-def _grid(n: int):
+def panel_grid(n: int):
     ncols = min(n, 3)
     fig, axes = new_figure(ncols, math.ceil(n / ncols), size=(4.2, 3.2))
     axes = np.atleast_1d(axes).ravel()
@@ -148,7 +150,7 @@ def _plot_keys(runs: Sequence[Run], keys: Sequence[str], title: str) -> Optional
     keys = [k for k in keys if any(r.series(k)[0] for r in runs)]
     if not keys:
         return None
-    fig, axes = _grid(len(keys))
+    fig, axes = panel_grid(len(keys))
     for ax, key in zip(axes, keys):
         seen: set = set()
         for run, group, colour in _lines(runs):
@@ -158,7 +160,7 @@ def _plot_keys(runs: Sequence[Run], keys: Sequence[str], title: str) -> Optional
                         marker="o" if len(steps) < 12 else None, ms=3)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("step")
-    _legend(fig, axes)
+    figure_legend(fig, axes)
     fig.suptitle(title + _left_out(runs))
     return fig
 
@@ -293,7 +295,7 @@ def memory_curves(runs: Sequence[Run]) -> Optional[Figure]:
         axes[1].set_xticks(range(len(methods)), methods)
         axes[1].axhline(0.5, color="grey", ls="--", lw=0.8)
         axes[1].set(title="Hurst exponent of SGN series (median, quartiles)", ylabel="H")
-        _legend(fig, axes)
+        figure_legend(fig, axes)
     return fig
 
 
@@ -392,7 +394,7 @@ def msd_curves(runs: Sequence[Run]) -> Optional[Figure]:
             if a.get_legend_handles_labels()[1]:
                 a.legend(fontsize=8)
     else:
-        _legend(fig, (ax,))
+        figure_legend(fig, (ax,))
     return fig
 
 
@@ -435,7 +437,7 @@ def variance_vs_curvature(runs: Sequence[Run]) -> Optional[Figure]:
                     ylabel="ratio (1: uncorrelated noise)")
     for a in axes:
         _plain_log_ticks(a)
-    _legend(fig, axes)
+    figure_legend(fig, axes)
     return fig
 
 
@@ -491,6 +493,7 @@ def run_figures(runs: Sequence[Run]) -> Dict[str, Figure]:
            for m in hurst_methods(runs)},
         "diffusion": section_scalars(runs, "diffusion/", "Diffusion"),
         "curvature": section_scalars(runs, "curvature/", "Curvature"),
+        "generalization": section_scalars(runs, "generalization/", "Generalization"),
         "escape": section_scalars(runs, "escape/", "Escape"),
         "escape_survival": survival_curves(runs),
         "memory_curves": memory_curves(runs),

@@ -10,6 +10,7 @@ import csv
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -38,6 +39,14 @@ class Run:
         if "status" in self.summary:
             return str(self.summary["status"])
         return "running or killed" if self.metrics else "failed"
+
+    @cached_property
+    def config(self) -> Optional[Any]:
+        """The job's composed config (`.hydra/config.yaml`, an OmegaConf node), None without one."""
+        from omegaconf import OmegaConf
+
+        path = self.path / ".hydra" / "config.yaml"
+        return OmegaConf.load(path) if path.is_file() else None
 
     @property
     def label(self) -> str:
