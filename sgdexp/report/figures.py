@@ -102,10 +102,6 @@ def figure_legend(fig: Figure, axes) -> None:
         fig.legend(handles, labels, loc="outside lower center", fontsize=7, ncols=min(3, len(labels)))
 
 
-def _override_values(run: Run) -> Dict[str, str]:
-    return dict(o.split("=", 1) for o in run.overrides if "=" in o)
-
-
 def panels(runs: Sequence[Run], max_lines: int = MAX_LINES) -> List[Tuple[str, List[Run]]]:
     """Small multiples of a sweep: [(title, jobs)] with at most `max_lines` groups of jobs (that differ
     only by seed) in each. One panel (title "") when the sweep has that few; else one panel per value
@@ -121,7 +117,7 @@ def panels(runs: Sequence[Run], max_lines: int = MAX_LINES) -> List[Tuple[str, L
         rest = [k for k in swept if k != key]
         parts: Dict[str, List[Run]] = {}
         for run in runs:
-            parts.setdefault(_override_values(run).get(key, "default"), []).append(run)
+            parts.setdefault(run.override_values.get(key, "default"), []).append(run)
         widest = max(len({r.group_label(rest) for r in part}) for part in parts.values())
         if widest <= max_lines and (best is None or len(parts) < len(best[1])):
             best = (key, parts)

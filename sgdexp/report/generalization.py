@@ -98,8 +98,7 @@ def _granulated(runs: Sequence[Run], x: np.ndarray, y: np.ndarray, key: str, swe
     others = [k for k in swept if k != key]
     groups: Dict[str, List[int]] = {}
     for i, run in enumerate(runs):
-        values = dict(o.split("=", 1) for o in run.overrides if "=" in o)
-        groups.setdefault(" ".join(f"{k}={values.get(k)}" for k in others), []).append(i)
+        groups.setdefault(" ".join(f"{k}={run.override_values.get(k)}" for k in others), []).append(i)
     taus = []
     for members in groups.values():
         ok = _usable(x[members], y[members], least=2)

@@ -49,6 +49,11 @@ class Run:
         return OmegaConf.load(path) if path.is_file() else None
 
     @property
+    def override_values(self) -> Dict[str, str]:
+        """Its overrides as key -> value (`noise.batch_size` -> `32`)."""
+        return dict(o.split("=", 1) for o in self.overrides if "=" in o)
+
+    @property
     def label(self) -> str:
         return " ".join(self.overrides) or "default"
 
@@ -165,7 +170,7 @@ def find_runs(path: Path) -> tuple[str, List[Run]]:
 
 def swept_keys(runs: List[Run]) -> List[str]:
     """The override keys whose value differs between jobs (what the sweep varied), in override order."""
-    parsed = [dict(o.split("=", 1) for o in run.overrides if "=" in o) for run in runs]
+    parsed = [run.override_values for run in runs]
     order: List[str] = []
     for p in parsed:
         order += [k for k in p if k not in order]
