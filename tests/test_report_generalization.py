@@ -45,8 +45,9 @@ def generalization_sweep(tmp_path):
     """16 completed jobs (B × η × seed) with known generalization values and their configs, one
     diverged job whose values must not count, and one that left nothing."""
     for job, (batch, lr, seed) in enumerate(itertools.product(BATCHES, LRS, SEEDS)):
+        stopped = {"stopped_at_step": 100} if job == 3 else {}  # ended by trainer.stop_at_train_loss
         d = fake_job(tmp_path / str(job), [f"noise.batch_size={batch}", f"optimizer.lr={lr}", f"seed={seed}"],
-                     summary={"status": "completed", "step": 100, **values(batch, lr, seed)})
+                     summary={"status": "completed", "step": 100, **stopped, **values(batch, lr, seed)})
         (d / ".hydra" / "config.yaml").write_text(f"noise:\n  batch_size: {batch}\noptimizer:\n  lr: {lr}\n")
     fake_job(tmp_path / "16", ["noise.batch_size=4096", "optimizer.lr=0.1", "seed=0"],
              summary={"status": "diverged", "step": 20, TOP: 1e9, LOSS_GAP: -1.0})
@@ -84,6 +85,8 @@ def test_kendall_tau_over_the_sweep_and_within_each_swept_key(generalization_swe
 
 def test_sweep_report_has_the_generalization_section(generalization_sweep):
     html = assert_self_contained(build_report(generalization_sweep))
+    jobs = html.split("<h2>Jobs</h2>")[1].split("</table>")[0]
+    assert jobs.count("reached trainer.stop_at_train_loss at step 100") == 1
     section = html.split("<h2>Generalization across the sweep</h2>")[1].split("<h2>")[0]
     assert (generalization_sweep / "figures" / "generalization_vs_sharpness.png").is_file()
     assert section.count("data:image/png;base64,") == 1

@@ -218,3 +218,43 @@ def test_the_heap_before_a_run_is_frozen_out_of_garbage_collection_during_it(tmp
     with pytest.raises(RuntimeError, match="boom"):
         train_run(tmp_path / "failed", SHORT)
     assert frozen[1] > 0 and gc.get_freeze_count() == 0
+
+
+def test_stop_at_train_loss_ends_the_run_at_the_first_evaluation_below_it(tmp_path):
+    """Runs compared at equal fit (Jiang et al. 2020 stop at cross-entropy 0.01): the run ends at the
+    first evaluation whose train loss is at most the target, its analyses take their end-of-run
+    measurements there, and a resume of it trains no further."""
+    train_run(tmp_path / "full", ["trainer.steps=300", "trainer.eval_every=10"])
+    full = {r["step"]: r["train/loss"] for r in metrics(tmp_path / "full") if "train/loss" in r}
+    target = 0.3
+    first = min(step for step, loss in full.items() if loss <= target)
+    assert 0 < first < 300 and full[first - 10] > target
+
+    overrides = ["trainer.steps=300", "trainer.eval_every=10", "trainer.stop_at_train_loss=0.3",
+                 "analysis=[diffusion,curvature,generalization]", "analysis.diffusion.waiting_times=[0]"]
+    summary = train_run(tmp_path / "stop", overrides)
+    assert summary["status"] == "completed" and summary["step"] == summary["stopped_at_step"] == first
+    assert summary["steps"] == 300 and summary["train/loss"] == full[first]  # the same trajectory up to the stop
+    rows = metrics(tmp_path / "stop")
+    assert max(r["step"] for r in rows) == first
+    metrics_at = {k: v for r in rows if r["step"] == first for k, v in r.items()}
+    # the end-of-run measurements: the Hessian, sharpness (curvature's, measured once), the diffusion fits
+    assert metrics_at["generalization/top_eigenvalue"] == metrics_at["curvature/top_eigenvalue"]
+    assert "diffusion/gamma_early" in metrics_at and "diffusion/window_gamma" in metrics_at
+    state = torch.load(tmp_path / "stop" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == first and state["stopped"]
+
+    resumed = train_run(tmp_path / "stop", overrides + ["trainer.resume=true"])
+    assert resumed["step"] == resumed["stopped_at_step"] == first and metrics(tmp_path / "stop") == rows
+
+
+def test_stop_at_train_loss_needs_evaluations(tmp_path):
+    from sgdexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"trainer.stop_at_train_loss.*trainer.eval_every > 0"):
+        train_run(tmp_path, SHORT + ["trainer.stop_at_train_loss=0.01", "trainer.eval_every=0"])
+    assert not any(tmp_path.iterdir())  # stopped before anything was written
+    with pytest.raises(ConfigError, match=r"trainer.stop_at_train_loss"):
+        from sgdexp.config import validate
+
+        validate(make_cfg(["trainer.stop_at_train_loss=-1"]))

@@ -53,6 +53,11 @@ class Analysis:
     def connect(self, analyses: Dict[str, "Analysis"]) -> None:
         """Called once with the run's analyses by name, to keep those whose measurements it reads."""
 
+    def end_at(self, step: int) -> None:
+        """The run ends at `step`, before `trainer.steps` (`trainer.stop_at_train_loss`): what an
+        analysis measures at the end of the run, it measures there."""
+        self.steps = step
+
     def due(self, step: int) -> bool:
         return step >= self.start and ((step - self.start) % self.every == 0 or step == self.steps)
 

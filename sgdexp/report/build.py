@@ -36,7 +36,9 @@ def job_rows(runs: Sequence[Run], keys: Sequence[str], base: Path):
     swept = swept_keys(runs)
     for run in runs:
         note = run.summary.get("error") or (f"diverged at step {run.summary['diverged_step']}"
-                                             if "diverged_step" in run.summary else "")
+                                             if "diverged_step" in run.summary else
+                                             f"reached trainer.stop_at_train_loss at step {run.summary['stopped_at_step']}"
+                                             if "stopped_at_step" in run.summary else "")
         name = H.link(run.path / "summary.json", base, run.name) if (run.path / "summary.json").exists() \
             else H.link(run.path, base, run.name)
         varied = " ".join(o for o in run.overrides if o.split("=", 1)[0] in swept) or run.label

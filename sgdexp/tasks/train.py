@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from sgdexp.analysis import Analysis, Measurement, build_analyses
 from sgdexp.checkpoint import LAST, save_checkpoint
-from sgdexp.errors import StorageError
+from sgdexp.errors import ConfigError, StorageError
 from sgdexp.rundir import load_checkpoint_checked
 from sgdexp.schedules import lr_factor_fn
 from sgdexp.tasks import TASKS
@@ -56,9 +56,13 @@ class Training:
 
     def __init__(self, cfg: DictConfig, out_dir: Path, group: Optional[str] = None):
         self.cfg, self.out_dir = cfg, Path(out_dir)
+        if cfg.trainer.stop_at_train_loss is not None and cfg.trainer.eval_every == 0:
+            raise ConfigError("trainer.stop_at_train_loss", cfg.trainer.stop_at_train_loss,
+                              "null unless trainer.eval_every > 0 (the train loss is checked at each evaluation)")
         self.setup: Setup = build_setup(cfg)  # every ConfigError is raised here, before anything is written
         self.analyses: List[Analysis] = build_analyses(cfg, self.setup.source)
         self.start, self.wall_before = 0, 0.0
+        self.stopped = False  # ended early by trainer.stop_at_train_loss (at self.start when resumed)
         last = self.out_dir / LAST
         # The model's shapes are checked against the checkpoint's (one line, not load_state_dict's screenful).
         state = (load_checkpoint_checked(last, self.setup.model, map_location=self.setup.device)
@@ -82,6 +86,7 @@ class Training:
         self.tracker.store.flush()  # rows up to the checkpoint are on disk before it is
         save_checkpoint(self.out_dir, {
             "step": step,
+            "stopped": self.stopped,
             "wall_time_s": self.wall_time(),
             "model": s.model.state_dict(),
             "optimizer": s.optimizer.state_dict(),
@@ -100,6 +105,7 @@ class Training:
                 a.load_state_dict(state["analyses"][a.name])
         torch.set_rng_state(state["torch_rng"])
         self.start, self.wall_before = state["step"], state["wall_time_s"]
+        self.stopped = bool(state.get("stopped", False))
 
     # ------------------------------------------------------------------ measurements
     def evaluate(self) -> Dict[str, float]:
@@ -157,6 +163,8 @@ class Training:
             summary.update(status=status, step=step, **self.setup.noise.metrics())  # the mode's last statistics
             if status == "diverged":
                 summary["diverged_step"] = step
+            if self.stopped:
+                summary["stopped_at_step"] = step
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or submitit's requeue on preemption/timeout
             summary["status"] = "interrupted"
             raise
@@ -202,6 +210,11 @@ class Training:
         bar = tqdm(total=steps, initial=self.start, disable=not trainer.progress, mininterval=1.0,
                    dynamic_ncols=True, desc=f"{self.cfg.model.name}/{self.cfg.noise.name}")
         model, optimizer, noise = setup.model, setup.optimizer, setup.noise
+        stop_loss = trainer.stop_at_train_loss
+        if self.stopped:  # a resumed run that had ended at its train-loss target: nothing more to do
+            for a in analyses:
+                a.end_at(self.start)
+            return "completed", self.start
         model.train()
         factor = lr_factor(self.start)
         try:
@@ -239,6 +252,14 @@ class Training:
                                        "lr": base_lr * factor, **noise.metrics()}
                 if eval_due:
                     row.update(self.evaluate())
+                    if stop_loss is not None and step < steps and row["train/loss"] <= stop_loss:
+                        # the run ends here: the analyses take their end-of-run measurements now
+                        log.info("train/loss %.4g <= trainer.stop_at_train_loss=%g at step %d: the run ends here",
+                                 row["train/loss"], stop_loss, step)
+                        self.stopped, checkpoint_due = True, True
+                        for a in analyses:
+                            a.end_at(step)
+                        analyses_due = [a for a in analyses if a.due(step)]
                 row.update(self.analyse(step, analyses_due))
                 self.tracker.log(row)
                 self.logged_step = step
@@ -246,6 +267,8 @@ class Training:
                 bar.set_postfix(loss=f"{row['train/batch_loss']:.4f}", refresh=False)
                 if checkpoint_due:
                     self.checkpoint(step)
+                if self.stopped:
+                    return "completed", step
             return "completed", steps
         finally:
             bar.close()
