@@ -246,6 +246,22 @@ def test_stop_at_train_loss_ends_the_run_at_the_first_evaluation_below_it(tmp_pa
 
     resumed = train_run(tmp_path / "stop", overrides + ["trainer.resume=true"])
     assert resumed["step"] == resumed["stopped_at_step"] == first and metrics(tmp_path / "stop") == rows
+    assert same_record(resumed, summary)
+
+
+def same_record(a: dict, b: dict) -> bool:
+    """Two summaries of one run agree on everything but the timings."""
+    timing = ("wall_time_s", "analysis_time_s/", "analysis_cost/")
+    return {k: v for k, v in a.items() if not k.startswith(timing)} == {k: v for k, v in b.items() if not k.startswith(timing)}
+
+
+def test_resuming_a_finished_run_keeps_its_summary(tmp_path):
+    """Resuming a run that already reached trainer.steps takes no step and rewrites summary.json with
+    the same final metrics (it once lost train/test loss and accuracy there)."""
+    overrides = SHORT + ["analysis=[generalization]"]
+    first = train_run(tmp_path, overrides)
+    again = train_run(tmp_path, overrides + ["trainer.resume=true"])
+    assert "train/loss" in again and same_record(again, first)
 
 
 def test_stop_at_train_loss_needs_evaluations(tmp_path):

@@ -3,7 +3,8 @@
 The runs carry the figures (logged as images at the end of each run) and the scalars; the Report
 shows the job table as text and line plots of the same keys, filtered to the sweep's group (or the
 run's id), and for a sweep with generalization results the Kendall τ table of
-`sgdexp.report.generalization` and scatter plots of the loss gap against each measure. Offline, one line says that it cannot, and how to get there.
+`sgdexp.report.generalization` and scatter plots of the loss gap against each measure. Offline,
+one line says that it cannot, and how to get there.
 """
 from __future__ import annotations
 

@@ -207,14 +207,18 @@ class Training:
         analyses, observers = self.analyses, [a for a in self.analyses if a.records_steps]
         recorders = [a for a in self.analyses if a.records_weights]
         window: List[torch.Tensor] = []  # batch losses since the last logged step, checked for NaN/inf there
+        if self.stopped or self.start >= steps:
+            # a resumed run that had ended (at its last step or its train-loss target): no step to
+            # take; its final metrics are evaluated again (the same weights) for the summary it rewrites
+            if self.stopped:
+                for a in analyses:
+                    a.end_at(self.start)
+            self.evaluate()
+            return "completed", self.start
         bar = tqdm(total=steps, initial=self.start, disable=not trainer.progress, mininterval=1.0,
                    dynamic_ncols=True, desc=f"{self.cfg.model.name}/{self.cfg.noise.name}")
         model, optimizer, noise = setup.model, setup.optimizer, setup.noise
         stop_loss = trainer.stop_at_train_loss
-        if self.stopped:  # a resumed run that had ended at its train-loss target: nothing more to do
-            for a in analyses:
-                a.end_at(self.start)
-            return "completed", self.start
         model.train()
         factor = lr_factor(self.start)
         try:
