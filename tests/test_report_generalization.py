@@ -90,6 +90,8 @@ def test_sweep_report_has_the_generalization_section(generalization_sweep):
     section = html.split("<h2>Generalization across the sweep</h2>")[1].split("<h2>")[0]
     assert (generalization_sweep / "figures" / "generalization_vs_sharpness.png").is_file()
     assert section.count("data:image/png;base64,") == 1
+    # one job ended at trainer.stop_at_train_loss, the others ran all their steps: not at equal fit
+    assert "Not at equal fit: jobs 0, 1, 2, 4, 5," in section
     settings, taus = section.split("</table>")[:2]
     # per setting, mean ± sd over the two seeds; the diverged and the dead job's settings count 0 completed
     assert settings.count("<tr>") == 1 + 10 and settings.count("2/2") == 8 and settings.count("0/1") == 2

@@ -95,11 +95,16 @@ def generalization_section(runs: Sequence[Run], fig_dir: Path) -> Optional[str]:
     from sgdexp.plotting import save_figure
     from sgdexp.report.generalization import NAMES, TABLE_KEYS, completed_with_gaps, correlation_table, generalization_figure
 
-    if not completed_with_gaps(runs):
+    done = completed_with_gaps(runs)
+    if not done:
         return None
     keys = [k for k in TABLE_KEYS if any(isinstance(r.summary.get(k), (int, float)) for r in runs)]
     html = H.table(["setting", "completed", *[NAMES.get(k, k.split("/", 1)[1]) for k in keys]],
                    seed_rows(runs, keys), left=2)
+    short = [r.name for r in done if "stopped_at_step" not in r.summary]
+    if len(short) < len(done) and short:  # trainer.stop_at_train_loss: the jobs that never reached it
+        html += (f"<p>Not at equal fit: jobs {H.esc(', '.join(short))} ran all their steps without reaching "
+                 f"trainer.stop_at_train_loss, so their gaps are at another train loss than the others'.</p>\n")
     columns, rows = correlation_table(runs)
     html += (H.table(columns, rows, left=2) if rows else
              "<p>No Kendall τ: it needs 3 or more completed jobs whose values differ.</p>\n")
