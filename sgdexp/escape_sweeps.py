@@ -101,14 +101,15 @@ def _swept(job_dir: Path) -> Dict[str, str]:
 
 def _groups(jobs: List[EscapeJob], x: str) -> Dict[str, List[EscapeJob]]:
     """The jobs that share every swept value that does not make `x`, by a label of those values."""
+    from sgdexp.report.loading import group_by_values
+
     varying = sorted({k for j in jobs for k in j.swept if len({jj.swept.get(k) for jj in jobs}) > 1} - X_SOURCES[x])
-    groups: Dict[str, List[EscapeJob]] = {}
-    for j in jobs:
-        groups.setdefault(" ".join(f"{k}={j.swept.get(k)}" for k in varying), []).append(j)
-    return groups
+    return {label: [jobs[i] for i in members]
+            for label, members in group_by_values([j.swept for j in jobs], varying).items()}
 
 
-def _number(value) -> float:
+def as_float(value) -> float:
+    """A config or summary value as a float; NaN where it is none (missing, None, a word)."""
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -121,27 +122,27 @@ def _get(cfg, key: str):
 
 def batch_over_lr(cfg) -> float:
     """B/η of a job's config (`noise.batch_size / optimizer.lr`), NaN where either is missing."""
-    lr = _number(_get(cfg, "optimizer.lr"))
-    return _number(_get(cfg, "noise.batch_size")) / lr if lr > 0 else math.nan
+    lr = as_float(_get(cfg, "optimizer.lr"))
+    return as_float(_get(cfg, "noise.batch_size")) / lr if lr > 0 else math.nan
 
 
 def _x_values(cfg, summary: dict) -> Dict[str, float]:
     sigma = _get(cfg, "noise.sigma")
     if sigma == "matched":
         sigma = summary.get("noise/sigma", summary.get("escape/sigma"))
-    sigma = _number(sigma)
-    sharp = _number(summary.get("sharpness/top_eigenvalue"))
+    sigma = as_float(sigma)
+    sharp = as_float(summary.get("sharpness/top_eigenvalue"))
     return {
         "batch_over_lr": batch_over_lr(cfg),
         "inverse_sigma_sq": 1.0 / sigma ** 2 if sigma > 0 else math.nan,
         "inverse_sharpness": 1.0 / sharp if sharp > 0 else math.nan,
-        "hurst": _number(_get(cfg, "noise.hurst")),
-        "alpha": _number(_get(cfg, "noise.alpha")),
+        "hurst": as_float(_get(cfg, "noise.hurst")),
+        "alpha": as_float(_get(cfg, "noise.alpha")),
     }
 
 
 def _log(value) -> float:
-    v = _number(value)
+    v = as_float(value)
     return math.log(v) if v > 0 else math.nan
 
 

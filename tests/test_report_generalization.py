@@ -76,7 +76,7 @@ def test_kendall_tau_over_the_sweep_and_within_each_swept_key(generalization_swe
     assert not any(y.endswith("accuracy_gap") for _, y in taus)
     assert taus[("generalization/weight_norm", LOSS_GAP)].within == {"optimizer.lr": (1.0, 8)}
     # the figure: the loss gap against each measure and sharpness against B/η, one point per job
-    fig = generalization_figure(runs)
+    fig = generalization_figure(runs, rank_correlations(runs))
     assert len(fig.axes) >= 5
     titled = [ax for ax in fig.axes if ax.get_visible() and ax.get_xlabel() == "B/η" and ax.get_ylabel() == "top Hessian eigenvalue"]
     assert len(titled) == 1 and "+0.97" in titled[0].get_title() and "16 jobs" in titled[0].get_title()
@@ -98,7 +98,7 @@ def test_sweep_report_has_the_generalization_section(generalization_sweep):
     gap = np.array([values(8, 0.02, s)[LOSS_GAP] for s in SEEDS])
     assert f"{gap.mean():.4g} ± {gap.std(ddof=1):.2g}" in settings.split("noise.batch_size=8 optimizer.lr=0.02")[1]
     # then the τ table, a row per pair, with its granulated columns
-    columns, rows = correlation_table(find_runs(generalization_sweep)[1])
+    columns, rows = correlation_table(rank_correlations(find_runs(generalization_sweep)[1]))
     assert columns == ["x", "y", "Kendall τ", "p-value", "jobs", "τ within noise.batch_size (groups)",
                        "τ within optimizer.lr (groups)"]
     assert taus.count("<tr>") == 1 + len(rows) and "+1.00 (4)" in taus and "-1.00 (8)" in taus

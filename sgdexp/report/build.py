@@ -93,7 +93,8 @@ def generalization_section(runs: Sequence[Run], fig_dir: Path) -> Optional[str]:
     Kendall's τ of each measure with each gap across the jobs, and the figure of the gap against
     them; None for a sweep without generalization results."""
     from sgdexp.plotting import save_figure
-    from sgdexp.report.generalization import NAMES, TABLE_KEYS, completed_with_gaps, correlation_table, generalization_figure
+    from sgdexp.report.generalization import (NAMES, TABLE_KEYS, completed_with_gaps, correlation_table,
+                                              generalization_figure, rank_correlations)
 
     done = completed_with_gaps(runs)
     if not done:
@@ -105,10 +106,11 @@ def generalization_section(runs: Sequence[Run], fig_dir: Path) -> Optional[str]:
     if len(short) < len(done) and short:  # trainer.stop_at_train_loss: the jobs that never reached it
         html += (f"<p>Not at equal fit: jobs {H.esc(', '.join(short))} ran all their steps without reaching "
                  f"trainer.stop_at_train_loss, so their gaps are at another train loss than the others'.</p>\n")
-    columns, rows = correlation_table(runs)
+    taus = rank_correlations(runs)
+    columns, rows = correlation_table(taus)
     html += (H.table(columns, rows, left=2) if rows else
              "<p>No Kendall τ: it needs 3 or more completed jobs whose values differ.</p>\n")
-    fig = generalization_figure(runs)
+    fig = generalization_figure(runs, taus)
     if fig is not None:
         html = H.image(save_figure(fig, fig_dir / "generalization_vs_sharpness.png")) + html
     return html

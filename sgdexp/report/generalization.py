@@ -27,7 +27,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from sgdexp.report.figures import MAX_LINES, figure_legend, group_colours, group_of, panel_grid
-from sgdexp.report.loading import Run, swept_keys
+from sgdexp.report.loading import Run, group_by_values, swept_keys
 
 BATCH_OVER_LR = "B/η"
 # summary keys: the gaps, then the measures, as the report's table shows them
@@ -43,22 +43,19 @@ TABLE_KEYS = ["generalization/test_accuracy", *GAPS, *list(MEASURES)[1:]]
 MIN_JOBS = 3  # τ over two jobs is ±1 whatever they are
 
 
-def _number(value) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-
-
 def job_values(run: Run) -> Dict[str, float]:
     """The gaps and measures of one job (NaN where it has none); B/η from its config."""
-    from sgdexp.escape_sweeps import batch_over_lr
+    from sgdexp.escape_sweeps import as_float, batch_over_lr
 
-    values = {key: _number(run.summary.get(key)) for key in [*GAPS, *MEASURES] if key != BATCH_OVER_LR}
+    values = {key: as_float(run.summary.get(key)) for key in [*GAPS, *MEASURES] if key != BATCH_OVER_LR}
     values[BATCH_OVER_LR] = batch_over_lr(run.config) if run.config is not None else math.nan
     return values
 
 
 def completed_with_gaps(runs: Sequence[Run]) -> List[Run]:
     """The completed jobs that logged a generalization gap."""
-    return [r for r in runs if r.status == "completed" and math.isfinite(_number(r.summary.get(LOSS_GAP)))]
+    return [r for r in runs if r.status == "completed" and isinstance(r.summary.get(LOSS_GAP), (int, float))
+            and math.isfinite(r.summary[LOSS_GAP])]
 
 
 def _pairs() -> List[Tuple[str, str]]:
@@ -89,16 +86,11 @@ class RankCorrelation:
     within: Dict[str, Tuple[float, int]] = field(default_factory=dict)
 
 
-def _granulated(runs: Sequence[Run], x: np.ndarray, y: np.ndarray, key: str, swept: Sequence[str]
-                ) -> Optional[Tuple[float, int]]:
-    """(mean τ, groups) over the groups of jobs that share every swept value but `key`'s, each with
-    two or more jobs whose x and y differ; None when no group has a τ."""
+def _granulated(groups: Dict[str, List[int]], x: np.ndarray, y: np.ndarray) -> Optional[Tuple[float, int]]:
+    """(mean τ, groups) over the `groups` of jobs (indices into x and y) with two or more jobs whose
+    x and y differ; None when no group has a τ."""
     from scipy.stats import kendalltau
 
-    others = [k for k in swept if k != key]
-    groups: Dict[str, List[int]] = {}
-    for i, run in enumerate(runs):
-        groups.setdefault(" ".join(f"{k}={run.override_values.get(k)}" for k in others), []).append(i)
     taus = []
     for members in groups.values():
         ok = _usable(x[members], y[members], least=2)
@@ -115,6 +107,9 @@ def rank_correlations(runs: Sequence[Run]) -> List[RankCorrelation]:
 
     done = completed_with_gaps(runs)
     swept = swept_keys(done)
+    # per swept key, the jobs that differ only in it (the other keys and the seed fixed)
+    apart = {key: group_by_values([r.override_values for r in done], [k for k in swept if k != key])
+             for key in swept if key != "seed"}
     jobs = [job_values(r) for r in done]
     rows = []
     for x_key, y_key in _pairs():
@@ -125,17 +120,16 @@ def rank_correlations(runs: Sequence[Run]) -> List[RankCorrelation]:
             continue
         result = kendalltau(x[ok], y[ok])
         row = RankCorrelation(x_key, y_key, float(result.statistic), float(result.pvalue), int(ok.sum()))
-        for key in swept:
-            if key != "seed" and (within := _granulated(done, x, y, key, swept)) is not None:
+        for key, groups in apart.items():
+            if (within := _granulated(groups, x, y)) is not None:
                 row.within[key] = within
         rows.append(row)
     return rows
 
 
-def correlation_table(runs: Sequence[Run]) -> Tuple[List[str], List[list]]:
+def correlation_table(taus: Sequence[RankCorrelation]) -> Tuple[List[str], List[list]]:
     """(columns, rows) of `rank_correlations` for the report and the W&B Report: x, y, τ, p-value,
     jobs, then `+0.25 (4)` (granulated τ, groups) for each swept key."""
-    taus = rank_correlations(runs)
     within = list(dict.fromkeys(k for r in taus for k in r.within))
     columns = ["x", "y", "Kendall τ", "p-value", "jobs", *[f"τ within {k} (groups)" for k in within]]
     rows = [[NAMES[r.x], NAMES[r.y], r.tau, r.p, r.jobs,
@@ -143,30 +137,29 @@ def correlation_table(runs: Sequence[Run]) -> Tuple[List[str], List[list]]:
     return columns, rows
 
 
-def generalization_figure(runs: Sequence[Run]) -> Optional[Figure]:
-    """The loss gap against each measure the jobs allow, and the top eigenvalue against B/η: one
-    point per completed job, one colour per setting, Kendall's τ in each panel's title; None when no
-    pair has a τ."""
+def generalization_figure(runs: Sequence[Run], taus: Sequence[RankCorrelation]) -> Optional[Figure]:
+    """The loss gap against each measure with a τ in `taus` (`rank_correlations(runs)`), and the top
+    eigenvalue against B/η: one point per completed job, one colour per setting, Kendall's τ in each
+    panel's title; None when no pair has a τ."""
     done = completed_with_gaps(runs)
-    taus = {(r.x, r.y): r for r in rank_correlations(runs)}
-    shown = [(x, y) for x, y in _pairs() if (x, y) in taus and y != ACCURACY_GAP]
+    by_pair = {(r.x, r.y): r for r in taus}
+    shown = [(x, y) for x, y in _pairs() if (x, y) in by_pair and y != ACCURACY_GAP]
     if not shown:
         return None
     colours = group_colours(done)
     legend = len(colours) <= MAX_LINES and len(done) > 1
     fig, axes = panel_grid(len(shown))
-    values = [job_values(r) for r in done]
+    points = [(job_values(r), group_of(r, done)) for r in done]
     for ax, (x_key, y_key) in zip(axes, shown):
         seen: set = set()
-        for run, v in zip(done, values):
+        for v, group in points:
             if math.isfinite(v[x_key]) and math.isfinite(v[y_key]):
-                group = group_of(run, done)
                 ax.plot(v[x_key], v[y_key], "o", ms=5, color=colours[group],
                         label=group if legend and group not in seen else None)
                 seen.add(group)
         if x_key == BATCH_OVER_LR:
             ax.set_xscale("log")
-        r = taus[(x_key, y_key)]
+        r = by_pair[(x_key, y_key)]
         ax.set_title(f"Kendall τ = {r.tau:+.2f} (p = {r.p:.2g}, {r.jobs} jobs)", fontsize=9)
         ax.set(xlabel=MEASURES[x_key], ylabel=NAMES[y_key])
     figure_legend(fig, axes)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from sgdexp.tracking.store import ARRAYS, METRICS, SUMMARY, read_metrics
 
@@ -175,3 +175,12 @@ def swept_keys(runs: List[Run]) -> List[str]:
     for p in parsed:
         order += [k for k in p if k not in order]
     return [k for k in order if len({p[k] for p in parsed if k in p}) > 1]
+
+
+def group_by_values(values: Sequence[Dict[str, str]], keys: Sequence[str]) -> Dict[str, List[int]]:
+    """The indices of the items (each a key -> value dict) that share their values of `keys`, by a
+    label `k=v k=v` (an absent key counts as the value None): the jobs that differ only outside `keys`."""
+    groups: Dict[str, List[int]] = {}
+    for i, v in enumerate(values):
+        groups.setdefault(" ".join(f"{k}={v.get(k)}" for k in keys), []).append(i)
+    return groups

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from sgdexp.report.build import headline_keys
-from sgdexp.report.generalization import GAPS, LOSS_GAP, MEASURES, completed_with_gaps, correlation_table
+from sgdexp.report.generalization import (GAPS, LOSS_GAP, MEASURES, completed_with_gaps, correlation_table,
+                                          rank_correlations)
 from sgdexp.report.loading import Run, find_runs
 
 TRAINING_KEYS = ["train/loss", "test/loss", "test/accuracy", "train/batch_loss"]
@@ -68,7 +69,7 @@ def report_spec(path: Path):
                                   y=wr.SummaryMetric(LOSS_GAP))
                    for key, name in MEASURES.items() if any(isinstance(r.summary.get(key), (int, float)) for r in runs)]
         blocks += [wr.H1(text="Generalization across the sweep"),
-                   wr.MarkdownBlock(text=_markdown(*correlation_table(runs))),
+                   wr.MarkdownBlock(text=_markdown(*correlation_table(rank_correlations(runs)))),
                    wr.PanelGrid(runsets=[runset], panels=scatter)]
     kwargs = {"entity": entity} if entity else {}
     return wr.Report(project=project, title=f"sgdexp: {Path(path).resolve().name}"[:128],

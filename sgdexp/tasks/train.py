@@ -105,7 +105,15 @@ class Training:
                 a.load_state_dict(state["analyses"][a.name])
         torch.set_rng_state(state["torch_rng"])
         self.start, self.wall_before = state["step"], state["wall_time_s"]
-        self.stopped = bool(state.get("stopped", False))
+        if state.get("stopped", False):
+            self.stop_at(self.start)
+
+    def stop_at(self, step: int) -> None:
+        """`trainer.stop_at_train_loss` reached at `step`: the run ends there, and its analyses take
+        their end-of-run measurements there."""
+        self.stopped = True
+        for a in self.analyses:
+            a.end_at(step)
 
     # ------------------------------------------------------------------ measurements
     def evaluate(self) -> Dict[str, float]:
@@ -210,9 +218,6 @@ class Training:
         if self.stopped or self.start >= steps:
             # a resumed run that had ended (at its last step or its train-loss target): no step to
             # take; its final metrics are evaluated again (the same weights) for the summary it rewrites
-            if self.stopped:
-                for a in analyses:
-                    a.end_at(self.start)
             self.evaluate()
             return "completed", self.start
         bar = tqdm(total=steps, initial=self.start, disable=not trainer.progress, mininterval=1.0,
@@ -260,9 +265,8 @@ class Training:
                         # the run ends here: the analyses take their end-of-run measurements now
                         log.info("train/loss %.4g <= trainer.stop_at_train_loss=%g at step %d: the run ends here",
                                  row["train/loss"], stop_loss, step)
-                        self.stopped, checkpoint_due = True, True
-                        for a in analyses:
-                            a.end_at(step)
+                        self.stop_at(step)
+                        checkpoint_due = True
                         analyses_due = [a for a in analyses if a.due(step)]
                 row.update(self.analyse(step, analyses_due))
                 self.tracker.log(row)
