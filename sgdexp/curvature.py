@@ -222,8 +222,7 @@ def top_eigenpairs(hvp: HVP, dim: int, k: int = 1, which: str = "LA", tol: float
     # Lanczos basis size: scipy's default (20) builds 20 vectors before its first convergence test;
     # 4 nev + 2 converges on its first test as a rule: 15 products for k = 2 (nev = 3) on the default
     # MLP, where k = 2 alone took 11-16 and k = 1 alone 7-8
-    nev = min(k + 1, dim - 1)
-    ncv = min(dim, 4 * nev + 2)
+    nev, ncv = lanczos_basis(k, dim)
     if sketch is not None:
         sketch.reserve(ncv)
     with _blas_threads().limit(limits=1, user_api="blas"):
@@ -231,6 +230,21 @@ def top_eigenpairs(hvp: HVP, dim: int, k: int = 1, which: str = "LA", tol: float
     order = np.argsort(-values if which == "LA" else values)[:k]
     values, vectors = values[order], vectors[:, order]
     return values, torch.from_numpy(np.ascontiguousarray(vectors.T)).float().to(device)
+
+
+def lanczos_basis(k: int, dim: int) -> Tuple[int, int]:
+    """(eigenpairs asked of ARPACK, Lanczos basis size) for k eigenpairs of an operator on R^dim:
+    k + 1 (a buffer pair) and 4 (k + 1) + 2 vectors, at most dim (see `top_eigenpairs`)."""
+    nev = min(k + 1, dim - 1)
+    return nev, min(dim, 4 * nev + 2)
+
+
+def most_lanczos_eigenpairs(dim: int) -> int:
+    """The most eigenpairs `top_eigenpairs` finds with its full basis on R^dim (4 (k + 1) + 2 ≤ dim).
+    Beyond, the basis is the whole space: ARPACK then holds dim² numbers, and scipy's `eigsh` falls
+    back to a dense matrix from dim products at k ≥ dim − 1, which no model but a small one survives
+    (a dense Hessian is `analysis.curvature.exact_below`'s job)."""
+    return max(0, (dim - 6) // 4)
 
 
 _CONTROLLER: Optional[ThreadpoolController] = None

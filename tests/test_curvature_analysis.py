@@ -158,6 +158,18 @@ def test_overlapping_windows_are_a_config_error(tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists()
 
 
+def test_more_eigenpairs_than_lanczos_holds_is_a_config_error(tmp_path):
+    from sgdexp.errors import ConfigError
+
+    # 1210 parameters: a basis of 4 (k + 1) + 2 vectors holds k = 301 at most; beyond, scipy's eigsh
+    # would build the dense Hessian (a ResNet's does not fit in memory), so the run stops first
+    for key in ("top_k", "bottom_k"):
+        with pytest.raises(ConfigError, match=rf"analysis.curvature.{key}=302 is not allowed: at most 301 by "
+                                              r"Lanczos for a model of 1210 parameters"):
+            train_run(tmp_path, SHORT + ["analysis=[curvature]", f"analysis.curvature.{key}=302"])
+        assert not (tmp_path / "metrics.jsonl").exists()
+
+
 def test_linear_summary_has_prediction_keys(tmp_path):
     summary = linear_run(tmp_path, "epoch", 0.0, 0.2, 10, 30, ["dataset.dim=4"])
     lam, tau, ratio = directions(summary)

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from sgdexp.analysis.base import Analysis, Measurement
-from sgdexp.curvature import eigenpairs_and_trace, loss_hvp, top_eigenpairs
+from sgdexp.curvature import eigenpairs_and_trace, loss_hvp, most_lanczos_eigenpairs, top_eigenpairs
 from sgdexp.errors import ConfigError
 from sgdexp.stats import covariance_hessian_alignment, relaxation_steps, sgd_stationary_variance
 
@@ -56,6 +56,14 @@ class Curvature(Analysis):
                               f"less than analysis.curvature.every={cfg.every} (windows must not overlap)")
         self.window = int(cfg.window)
         self.exact = source.dim <= cfg.exact_below
+        if not self.exact:  # Lanczos: k eigenpairs hold a basis of 4 (k + 1) + 2 vectors of the model's size
+            most = most_lanczos_eigenpairs(source.dim)
+            for key in ("top_k", "bottom_k"):
+                if cfg[key] > most:
+                    raise ConfigError(f"analysis.curvature.{key}", cfg[key],
+                                      f"at most {most} by Lanczos for a model of {source.dim} parameters (every "
+                                      f"eigenpair of models with at most analysis.curvature.exact_below="
+                                      f"{cfg.exact_below} parameters)")
         self.predicts = (has_fixed_hessian(source) and cfg.optimizer == "sgd" and noise_cfg.name == "sgd")
         self.device = source.params[0].device
         batch, n = int(noise_cfg.batch_size), source.n_train
