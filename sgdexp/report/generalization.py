@@ -163,5 +163,6 @@ def generalization_figure(runs: Sequence[Run], taus: Sequence[RankCorrelation]) 
         ax.set_title(f"Kendall τ = {r.tau:+.2f} (p = {r.p:.2g}, {r.jobs} jobs)", fontsize=9)
         ax.set(xlabel=MEASURES[x_key], ylabel=NAMES[y_key])
     figure_legend(fig, axes)
-    fig.suptitle("Generalization against sharpness and B/η across the sweep")
+    against = "sharpness and B/η" if any(BATCH_OVER_LR in pair for pair in shown) else "sharpness"
+    fig.suptitle(f"Generalization against {against} across the sweep")
     return fig
