@@ -46,6 +46,28 @@ def hide_schema_groups() -> None:
     Hydra.format_config_groups = public
 
 
+def remove_unlaunched_sweep(err: BaseException) -> None:
+    """Hydra's sweeper makes the sweep directory and its multirun.yaml before it composes the jobs'
+    configs: when one of them fails (a key that a swept member lacks), nothing ran, so the directory
+    that holds only that file goes too (a report would list it as an empty sweep). Hydra keeps the
+    path nowhere but in the sweeper's frame (`BasicSweeper.sweep`'s `sweep_dir`), hence the walk."""
+    from pathlib import Path
+
+    tb, sweep = err.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "sweep" and isinstance(tb.tb_frame.f_locals.get("sweep_dir"), Path):
+            sweep = tb.tb_frame.f_locals["sweep_dir"]
+        tb = tb.tb_next
+    if sweep is None or not sweep.is_dir() or [p.name for p in sweep.iterdir()] != ["multirun.yaml"]:
+        return
+    (sweep / "multirun.yaml").unlink()
+    sweep.rmdir()
+    for parent in sweep.resolve().parents:  # multirun/ made for it under the working directory, if empty
+        if Path.cwd().resolve() not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> float:
     return run(cfg)
@@ -75,6 +97,7 @@ def cli() -> None:
     except (ConfigCompositionException, OverrideParseException) as err:
         from sgdexp.cli_checks import composition_error_line
 
+        remove_unlaunched_sweep(err)
         sys.exit(f"sgdexp: error: {composition_error_line(err, sys.argv[1:], CONF)}")
 
 

@@ -73,6 +73,10 @@ def unknown_key_line(key: str, value: str, cfg: DictConfig, conf_dir) -> str:
             chosen_name = chosen.get("name") if isinstance(chosen, DictConfig) and group != "analysis" else None
             choice = (f"{group}=[{','.join(owners)}]" if group == "analysis"
                       else " or ".join(f"{group}={m}" for m in owners))
+            if chosen_name in owners:  # the key is there without the sweep: a swept member lacks it
+                return (f"{key}={value} is not allowed: {key} belongs to {choice}, and this sweep also runs "
+                        f"another {group} (swept on the command line or by the preset); add {group}={chosen_name} "
+                        f"to run that one only, or leave {key} out")
             now = f" (this run has {group}={chosen_name})" if chosen_name else ""
             return f"{key}={value} is not allowed: {key} belongs to {choice}{now}; choose it first"
     known = {k for k in _flat_keys(OmegaConf.to_container(cfg)) if k.count(".") == key.count(".")}

@@ -244,6 +244,21 @@ def test_cli_unknown_key_and_slurm_without_srun(tmp_cwd):
     assert list(tmp_cwd.iterdir()) == []  # no sweep directory, no outputs
 
 
+def test_a_key_that_a_swept_member_lacks_is_one_line(tmp_cwd):
+    from conftest import cli
+
+    # anomalous_diffusion at scale=paper sweeps model=resnet,vgg16: the VGG has no depth
+    args = ["+experiment=anomalous_diffusion", "scale=paper", "model.depth=14", "logger=none"]
+    line = one_line_error(cli(args, cwd=tmp_cwd))
+    assert ("model.depth=14 is not allowed: model.depth belongs to model=resnet, and this sweep also runs another "
+            "model (swept on the command line or by the preset); add model=resnet to run that one only") in line
+    # Hydra made multirun/<date>/multirun.yaml before it composed the jobs: nothing ran, so it is gone
+    assert list(tmp_cwd.iterdir()) == []
+    (tmp_cwd / "multirun" / "earlier").mkdir(parents=True)  # another sweep's directory stays
+    one_line_error(cli(args, cwd=tmp_cwd))
+    assert [p.relative_to(tmp_cwd).as_posix() for p in tmp_cwd.rglob("*")] == ["multirun", "multirun/earlier"]
+
+
 @pytest.mark.parametrize("overrides,needle", [
     (["optimizer.lrr=0.1"], "optimizer.lrr=0.1 is not allowed: did you mean optimizer.lr"),
     (["noise.hurst=0.7"], "noise.hurst=0.7 is not allowed: noise.hurst belongs to noise=gd_fbm (this run has noise=sgd)"),
