@@ -50,6 +50,8 @@ class TrainerConfig:
     warmup_steps: int = ranged(0, ge=0)
     # end the run at the first evaluation whose train loss is at most this (None: run every step)
     stop_at_train_loss: Optional[float] = ranged(None, gt=0.0)
+    # or whose train accuracy is at least this (classification); with both, whichever comes first
+    stop_at_train_accuracy: Optional[float] = ranged(None, gt=0.0, le=1.0)
     chunk_size: int = ranged(2048, ge=1)  # most samples per forward pass in full-batch work
     compile: bool = False  # torch.compile per-sample gradient kernels and noise samplers (2-20 s once per process)
     progress: bool = True

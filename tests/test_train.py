@@ -249,6 +249,33 @@ def test_stop_at_train_loss_ends_the_run_at_the_first_evaluation_below_it(tmp_pa
     assert same_record(resumed, summary)
 
 
+def test_stop_at_train_accuracy_ends_the_run_at_the_first_evaluation_above_it(tmp_path):
+    """Keskar et al.'s equal fit (train accuracy): the run ends at the first evaluation whose train
+    accuracy is at least the target; with a loss target too, at whichever comes first; summary.json
+    and the resumed checkpoint name the rule."""
+    train_run(tmp_path / "full", ["trainer.steps=300", "trainer.eval_every=10"])
+    full = {r["step"]: (r["train/loss"], r["train/accuracy"]) for r in metrics(tmp_path / "full") if "train/loss" in r}
+    accuracy, loss = 0.95, 0.1
+    first_accuracy = min(step for step, (_, acc) in full.items() if acc >= accuracy)
+    first_loss = min(step for step, (l, _) in full.items() if l <= loss)
+    assert 0 < first_accuracy < first_loss < 300  # the accuracy target is met first here
+
+    overrides = ["trainer.steps=300", "trainer.eval_every=10", f"trainer.stop_at_train_accuracy={accuracy}",
+                 "analysis=[generalization]"]
+    summary = train_run(tmp_path / "acc", overrides)
+    assert summary["step"] == summary["stopped_at_step"] == first_accuracy
+    assert summary["stopped_by"] == "trainer.stop_at_train_accuracy" and summary["train/accuracy"] >= accuracy
+    assert "generalization/top_eigenvalue" in summary  # the end-of-run measurements, at the stop
+    resumed = train_run(tmp_path / "acc", overrides + ["trainer.resume=true"])
+    assert same_record(resumed, summary)
+
+    both = train_run(tmp_path / "both", ["trainer.steps=300", "trainer.eval_every=10", f"trainer.stop_at_train_loss={loss}",
+                                         f"trainer.stop_at_train_accuracy={accuracy}"])
+    assert both["stopped_at_step"] == first_accuracy and both["stopped_by"] == "trainer.stop_at_train_accuracy"
+    loss_only = train_run(tmp_path / "loss", ["trainer.steps=300", "trainer.eval_every=10", f"trainer.stop_at_train_loss={loss}"])
+    assert loss_only["stopped_at_step"] == first_loss and loss_only["stopped_by"] == "trainer.stop_at_train_loss"
+
+
 def same_record(a: dict, b: dict) -> bool:
     """Two summaries of one run agree on everything but the timings."""
     timing = ("wall_time_s", "analysis_time_s/", "analysis_cost/")
@@ -270,7 +297,15 @@ def test_stop_at_train_loss_needs_evaluations(tmp_path):
     with pytest.raises(ConfigError, match=r"trainer.stop_at_train_loss.*trainer.eval_every > 0"):
         train_run(tmp_path, SHORT + ["trainer.stop_at_train_loss=0.01", "trainer.eval_every=0"])
     assert not any(tmp_path.iterdir())  # stopped before anything was written
-    with pytest.raises(ConfigError, match=r"trainer.stop_at_train_loss"):
-        from sgdexp.config import validate
+    with pytest.raises(ConfigError, match=r"trainer.stop_at_train_accuracy=0.9 is not allowed: null unless trainer.eval_every > 0"):
+        train_run(tmp_path, SHORT + ["trainer.stop_at_train_accuracy=0.9", "trainer.eval_every=0"])
+    with pytest.raises(ConfigError, match=r"trainer.stop_at_train_accuracy=0.9 is not allowed: null for "
+                                          r"dataset=linear_gaussian \(a regression task has no accuracy\)"):
+        train_run(tmp_path, ["dataset=linear_gaussian", "model=linear", "trainer.stop_at_train_accuracy=0.9"])
+    assert not any(tmp_path.iterdir())
+    from sgdexp.config import validate
 
+    with pytest.raises(ConfigError, match=r"trainer.stop_at_train_loss"):
         validate(make_cfg(["trainer.stop_at_train_loss=-1"]))
+    with pytest.raises(ConfigError, match=r"trainer.stop_at_train_accuracy=1.5 is not allowed: must be > 0.0 and <= 1.0"):
+        validate(make_cfg(["trainer.stop_at_train_accuracy=1.5"]))

@@ -37,7 +37,7 @@ def job_rows(runs: Sequence[Run], keys: Sequence[str], base: Path):
     for run in runs:
         note = run.summary.get("error") or (f"diverged at step {run.summary['diverged_step']}"
                                              if "diverged_step" in run.summary else
-                                             f"reached trainer.stop_at_train_loss at step {run.summary['stopped_at_step']}"
+                                             f"reached {run.summary.get('stopped_by', 'trainer.stop_at_train_loss')} at step {run.summary['stopped_at_step']}"
                                              if "stopped_at_step" in run.summary else "")
         name = H.link(run.path / "summary.json", base, run.name) if (run.path / "summary.json").exists() \
             else H.link(run.path, base, run.name)
@@ -103,9 +103,10 @@ def generalization_section(runs: Sequence[Run], fig_dir: Path) -> Optional[str]:
     html = H.table(["setting", "completed", *[NAMES.get(k, k.split("/", 1)[1]) for k in keys]],
                    seed_rows(runs, keys), left=2)
     short = [r.name for r in done if "stopped_at_step" not in r.summary]
-    if len(short) < len(done) and short:  # trainer.stop_at_train_loss: the jobs that never reached it
+    if len(short) < len(done) and short:  # a stopping rule (trainer.stop_at_*): the jobs that never reached it
+        rules = sorted({r.summary.get("stopped_by", "trainer.stop_at_train_loss") for r in done if r.name not in short})
         html += (f"<p>Not at equal fit: jobs {H.esc(', '.join(short))} ran all their steps without reaching "
-                 f"trainer.stop_at_train_loss, so their gaps are at another train loss than the others'.</p>\n")
+                 f"{' or '.join(rules)}, so their gaps are at another fit than the others'.</p>\n")
     taus = rank_correlations(runs)
     columns, rows = correlation_table(taus)
     html += (H.table(columns, rows, left=2) if rows else

@@ -47,6 +47,20 @@ def _timed(analysis: Analysis, call, *args):
         analysis.seconds += time.perf_counter() - start
 
 
+# Stopping rules (runs compared at equal fit): config key, metric of an evaluation, and whether the
+# metric must fall to the target (loss) or rise to it (accuracy).
+STOP_RULES = (("stop_at_train_loss", "train/loss", "<="), ("stop_at_train_accuracy", "train/accuracy", ">="))
+
+
+def stop_rule_reached(trainer, row: Dict[str, Any]) -> Optional[str]:
+    """The first `STOP_RULES` key set in `trainer` whose target the evaluation `row` meets, else None."""
+    for key, metric, way in STOP_RULES:
+        target = trainer.get(key)
+        if target is not None and metric in row and (row[metric] <= target if way == "<=" else row[metric] >= target):
+            return key
+    return None
+
+
 def _due(step: int, every: int, last: int) -> bool:
     return step == last or (every > 0 and step % every == 0)
 
@@ -56,13 +70,17 @@ class Training:
 
     def __init__(self, cfg: DictConfig, out_dir: Path, group: Optional[str] = None):
         self.cfg, self.out_dir = cfg, Path(out_dir)
-        if cfg.trainer.stop_at_train_loss is not None and cfg.trainer.eval_every == 0:
-            raise ConfigError("trainer.stop_at_train_loss", cfg.trainer.stop_at_train_loss,
-                              "null unless trainer.eval_every > 0 (the train loss is checked at each evaluation)")
+        for key, metric, _ in STOP_RULES:
+            if cfg.trainer.get(key) is not None and cfg.trainer.eval_every == 0:
+                raise ConfigError(f"trainer.{key}", cfg.trainer[key],
+                                  f"null unless trainer.eval_every > 0 (the {metric} is checked at each evaluation)")
         self.setup: Setup = build_setup(cfg)  # every ConfigError is raised here, before anything is written
+        if cfg.trainer.get("stop_at_train_accuracy") is not None and not self.setup.source.classification:
+            raise ConfigError("trainer.stop_at_train_accuracy", cfg.trainer.stop_at_train_accuracy,
+                              f"null for dataset={cfg.dataset.name} (a regression task has no accuracy)")
         self.analyses: List[Analysis] = build_analyses(cfg, self.setup.source)
         self.start, self.wall_before = 0, 0.0
-        self.stopped = False  # ended early by trainer.stop_at_train_loss (at self.start when resumed)
+        self.stopped: Optional[str] = None  # the stopping rule that ended the run early (at self.start when resumed)
         last = self.out_dir / LAST
         # The model's shapes are checked against the checkpoint's (one line, not load_state_dict's screenful).
         state = (load_checkpoint_checked(last, self.setup.model, map_location=self.setup.device)
@@ -86,7 +104,7 @@ class Training:
         self.tracker.store.flush()  # rows up to the checkpoint are on disk before it is
         save_checkpoint(self.out_dir, {
             "step": step,
-            "stopped": self.stopped,
+            "stopped": self.stopped is not None, "stopped_by": self.stopped or "",
             "wall_time_s": self.wall_time(),
             "model": s.model.state_dict(),
             "optimizer": s.optimizer.state_dict(),
@@ -105,13 +123,13 @@ class Training:
                 a.load_state_dict(state["analyses"][a.name])
         torch.set_rng_state(state["torch_rng"])
         self.start, self.wall_before = state["step"], state["wall_time_s"]
-        if state.get("stopped", False):
-            self.stop_at(self.start)
+        if state.get("stopped", False):  # checkpoints from before stop_at_train_accuracy have no stopped_by
+            self.stop_at(self.start, state.get("stopped_by") or "stop_at_train_loss")
 
-    def stop_at(self, step: int) -> None:
-        """`trainer.stop_at_train_loss` reached at `step`: the run ends there, and its analyses take
-        their end-of-run measurements there."""
-        self.stopped = True
+    def stop_at(self, step: int, rule: str) -> None:
+        """The stopping rule `rule` (a `STOP_RULES` key) reached at `step`: the run ends there, and its
+        analyses take their end-of-run measurements there."""
+        self.stopped = rule
         for a in self.analyses:
             a.end_at(step)
 
@@ -172,7 +190,7 @@ class Training:
             if status == "diverged":
                 summary["diverged_step"] = step
             if self.stopped:
-                summary["stopped_at_step"] = step
+                summary["stopped_at_step"], summary["stopped_by"] = step, f"trainer.{self.stopped}"
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or submitit's requeue on preemption/timeout
             summary["status"] = "interrupted"
             raise
@@ -223,7 +241,7 @@ class Training:
         bar = tqdm(total=steps, initial=self.start, disable=not trainer.progress, mininterval=1.0,
                    dynamic_ncols=True, desc=f"{self.cfg.model.name}/{self.cfg.noise.name}")
         model, optimizer, noise = setup.model, setup.optimizer, setup.noise
-        stop_loss = trainer.stop_at_train_loss
+        stops = any(trainer.get(key) is not None for key, _, _ in STOP_RULES)
         model.train()
         factor = lr_factor(self.start)
         try:
@@ -261,11 +279,13 @@ class Training:
                                        "lr": base_lr * factor, **noise.metrics()}
                 if eval_due:
                     row.update(self.evaluate())
-                    if stop_loss is not None and step < steps and row["train/loss"] <= stop_loss:
+                    rule = stop_rule_reached(trainer, row) if stops and step < steps else None
+                    if rule is not None:
                         # the run ends here: the analyses take their end-of-run measurements now
-                        log.info("train/loss %.4g <= trainer.stop_at_train_loss=%g at step %d: the run ends here",
-                                 row["train/loss"], stop_loss, step)
-                        self.stop_at(step)
+                        metric, way = next((m, w) for k, m, w in STOP_RULES if k == rule)
+                        log.info("%s %.4g %s trainer.%s=%g at step %d: the run ends here",
+                                 metric, row[metric], way, rule, trainer[rule], step)
+                        self.stop_at(step, rule)
                         checkpoint_due = True
                         analyses_due = [a for a in analyses if a.due(step)]
                 row.update(self.analyse(step, analyses_due))
