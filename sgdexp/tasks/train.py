@@ -52,12 +52,12 @@ def _timed(analysis: Analysis, call, *args):
 STOP_RULES = (("stop_at_train_loss", "train/loss", "<="), ("stop_at_train_accuracy", "train/accuracy", ">="))
 
 
-def stop_rule_reached(trainer, row: Dict[str, Any]) -> Optional[str]:
-    """The first `STOP_RULES` key set in `trainer` whose target the evaluation `row` meets, else None."""
+def stop_rule_reached(trainer, row: Dict[str, Any]) -> Optional[Tuple[str, str, str]]:
+    """The first `STOP_RULES` entry set in `trainer` whose target the evaluation `row` meets, else None."""
     for key, metric, way in STOP_RULES:
         target = trainer.get(key)
         if target is not None and metric in row and (row[metric] <= target if way == "<=" else row[metric] >= target):
-            return key
+            return key, metric, way
     return None
 
 
@@ -279,10 +279,10 @@ class Training:
                                        "lr": base_lr * factor, **noise.metrics()}
                 if eval_due:
                     row.update(self.evaluate())
-                    rule = stop_rule_reached(trainer, row) if stops and step < steps else None
-                    if rule is not None:
+                    reached = stop_rule_reached(trainer, row) if stops and step < steps else None
+                    if reached is not None:
                         # the run ends here: the analyses take their end-of-run measurements now
-                        metric, way = next((m, w) for k, m, w in STOP_RULES if k == rule)
+                        rule, metric, way = reached
                         log.info("%s %.4g %s trainer.%s=%g at step %d: the run ends here",
                                  metric, row[metric], way, rule, trainer[rule], step)
                         self.stop_at(step, rule)
