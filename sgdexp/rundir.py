@@ -94,22 +94,28 @@ def _steps_change(cfg: Mapping[str, Any], old: Any, new: Any, step: int) -> Opti
     return None
 
 
+ABSENT = object()  # a key one of two configs lacks (`config_differences`)
+
+
 def config_differences(cfg: Any, checkpoint_config: Mapping[str, Any]) -> List[Tuple[str, Any, Any]]:
     """(key, checkpoint value, new value) for every key that differs, resumable or not."""
     new, old = _flat(cfg), _flat(checkpoint_config)
-    missing = object()
-    return [(k, old.get(k, missing), new.get(k, missing)) for k in sorted(set(new) | set(old))
-            if old.get(k, missing) != new.get(k, missing)]
+    return [(k, old.get(k, ABSENT), new.get(k, ABSENT)) for k in sorted(set(new) | set(old))
+            if old.get(k, ABSENT) != new.get(k, ABSENT)]
 
 
 def check_resume(cfg: Any, checkpoint_config: Mapping[str, Any], step: int = 0) -> Dict[str, Tuple[Any, Any]]:
     """Refuse (ConfigError) a resume whose config differs from its checkpoint's outside RESUMABLE_KEYS.
+    A key the checkpoint's config lacks (added to sgdexp since) is the same run when it is null now
+    (a feature left off, e.g. trainer.stop_at_train_accuracy), and refused at any other value.
 
     Returns the resumable keys that changed, {key: (checkpoint value, new value)}."""
     new_cfg = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
     changed, refused = {}, []
     for key, old, new in config_differences(new_cfg, checkpoint_config):
-        show = lambda v: "(absent)" if not isinstance(v, (str, int, float, bool, list, dict, type(None))) else repr(v)  # noqa: E731
+        if old is ABSENT and new is None:
+            continue  # a key added by a later version of sgdexp, left at null (off): the same run
+        show = lambda v: "(absent)" if v is ABSENT else repr(v)  # noqa: E731
         if key == "trainer.steps":
             why = _steps_change(new_cfg, old, new, step)
             if why:

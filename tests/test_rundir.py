@@ -89,6 +89,19 @@ def test_steps_may_not_stretch_a_schedule_laid_out_over_them():
     assert all(k == "device" or k.startswith("logger.") for k in changed)
 
 
+def test_a_key_added_since_the_checkpoint_resumes_only_at_null():
+    # a run checkpointed by a version without trainer.stop_at_train_accuracy
+    cfg = make_cfg(SHORT)
+    old = json.loads(json.dumps(__import__("omegaconf").OmegaConf.to_container(cfg, resolve=True)))
+    del old["trainer"]["stop_at_train_accuracy"]
+    assert check_resume(cfg, old, step=40) == {}  # left off: the same run
+    with pytest.raises(ConfigError, match=r"trainer.stop_at_train_accuracy: \(absent\) in the checkpoint, 0.9 now"):
+        check_resume(make_cfg(SHORT + ["trainer.stop_at_train_accuracy=0.9"]), old, step=40)
+    del old["trainer"]["chunk_size"]  # a key added at a value other than null is refused too
+    with pytest.raises(ConfigError, match=r"trainer.chunk_size: \(absent\) in the checkpoint, 2048 now"):
+        check_resume(cfg, old, step=40)
+
+
 def test_checkpoint_of_another_model_is_one_line(finished):
     from sgdexp.models import build_model
 
