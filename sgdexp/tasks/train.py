@@ -287,6 +287,7 @@ class Training:
                                  metric, row[metric], way, rule, trainer[rule], step)
                         self.stop_at(step, rule)
                         checkpoint_due = True
+                        bar.total = step  # the bar ends full at the stop, not at step/trainer.steps
                         analyses_due = [a for a in analyses if a.due(step)]
                 row.update(self.analyse(step, analyses_due))
                 self.tracker.log(row)
