@@ -54,8 +54,8 @@ class Analysis:
         """Called once with the run's analyses by name, to keep those whose measurements it reads."""
 
     def end_at(self, step: int) -> None:
-        """The run ends at `step`, before `trainer.steps` (`trainer.stop_at_train_loss`): what an
-        analysis measures at the end of the run, it measures there."""
+        """The run ends at `step`, before `trainer.steps` (a stopping rule, `trainer.stop_at_*`): what
+        an analysis measures at the end of the run, it measures there."""
         self.steps = step
 
     def due(self, step: int) -> bool:

@@ -37,8 +37,8 @@ def job_rows(runs: Sequence[Run], keys: Sequence[str], base: Path):
     for run in runs:
         note = run.summary.get("error") or (f"diverged at step {run.summary['diverged_step']}"
                                              if "diverged_step" in run.summary else
-                                             f"reached {run.summary.get('stopped_by', 'trainer.stop_at_train_loss')} at step {run.summary['stopped_at_step']}"
-                                             if "stopped_at_step" in run.summary else "")
+                                             f"reached {run.stop_rule} at step {run.summary['stopped_at_step']}"
+                                             if run.stop_rule else "")
         name = H.link(run.path / "summary.json", base, run.name) if (run.path / "summary.json").exists() \
             else H.link(run.path, base, run.name)
         varied = " ".join(o for o in run.overrides if o.split("=", 1)[0] in swept) or run.label
@@ -102,9 +102,9 @@ def generalization_section(runs: Sequence[Run], fig_dir: Path) -> Optional[str]:
     keys = [k for k in TABLE_KEYS if any(isinstance(r.summary.get(k), (int, float)) for r in runs)]
     html = H.table(["setting", "completed", *[NAMES.get(k, k.split("/", 1)[1]) for k in keys]],
                    seed_rows(runs, keys), left=2)
-    short = [r.name for r in done if "stopped_at_step" not in r.summary]
+    short = [r.name for r in done if r.stop_rule is None]
     if len(short) < len(done) and short:  # a stopping rule (trainer.stop_at_*): the jobs that never reached it
-        rules = sorted({r.summary.get("stopped_by", "trainer.stop_at_train_loss") for r in done if r.name not in short})
+        rules = sorted({r.stop_rule for r in done if r.stop_rule})
         html += (f"<p>Not at equal fit: jobs {H.esc(', '.join(short))} ran all their steps without reaching "
                  f"{' or '.join(rules)}, so their gaps are at another fit than the others'.</p>\n")
     taus = rank_correlations(runs)

@@ -54,6 +54,15 @@ class Run:
         return dict(o.split("=", 1) for o in self.overrides if "=" in o)
 
     @property
+    def stop_rule(self) -> Optional[str]:
+        """The stopping rule that ended the job early (`trainer.stop_at_train_loss` or
+        `trainer.stop_at_train_accuracy`), None when it ran all its steps. Summaries written before
+        the accuracy rule existed have no `stopped_by`: theirs was the loss rule."""
+        if "stopped_at_step" not in self.summary:
+            return None
+        return self.summary.get("stopped_by", "trainer.stop_at_train_loss")
+
+    @property
     def label(self) -> str:
         return " ".join(self.overrides) or "default"
 

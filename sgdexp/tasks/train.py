@@ -241,7 +241,6 @@ class Training:
         bar = tqdm(total=steps, initial=self.start, disable=not trainer.progress, mininterval=1.0,
                    dynamic_ncols=True, desc=f"{self.cfg.model.name}/{self.cfg.noise.name}")
         model, optimizer, noise = setup.model, setup.optimizer, setup.noise
-        stops = any(trainer.get(key) is not None for key, _, _ in STOP_RULES)
         model.train()
         factor = lr_factor(self.start)
         try:
@@ -279,7 +278,7 @@ class Training:
                                        "lr": base_lr * factor, **noise.metrics()}
                 if eval_due:
                     row.update(self.evaluate())
-                    reached = stop_rule_reached(trainer, row) if stops and step < steps else None
+                    reached = stop_rule_reached(trainer, row) if step < steps else None
                     if reached is not None:
                         # the run ends here: the analyses take their end-of-run measurements now
                         rule, metric, way = reached
