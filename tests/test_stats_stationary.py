@@ -1,11 +1,15 @@
-"""Stationary variance of SGD with torch's momentum: closed form, Lyapunov solution, simulation."""
+"""Stationary variance of SGD with torch's momentum: closed form, Lyapunov solution, simulation; for
+noise with memory (epoch batches, anti-correlated and fractional Gaussian noise), against
+simulations of torch.optim.SGD driven by that noise."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from sgdexp.stats import relaxation_steps, sgd_stationary_variance
+from sgdexp.noise.generators import StreamingFGN
+from sgdexp.stats import (correlated_stationary_variance, epoch_noise_autocorrelation, relaxation_steps,
+                          sgd_stationary_variance)
 
 LAM = np.array([0.02, 0.1, 0.5, 1.0, 1.5])
 
@@ -47,3 +51,91 @@ def test_matches_torch_sgd_simulation(beta, nesterov):
 def test_relaxation_steps():
     assert np.allclose(relaxation_steps([0.5, 0.01], 0.1), [20, 1000])
     assert np.allclose(relaxation_steps([0.5], 0.1, momentum=0.9), [2])
+
+
+@pytest.mark.parametrize("beta,nesterov", [(0.0, False), (0.9, False), (0.6, True)])
+def test_uncorrelated_noise_is_the_lyapunov_solution(beta, nesterov):
+    lam = LAM * (1 - beta)
+    assert np.allclose(correlated_stationary_variance(lam, [0.3], 0.1, beta, nesterov),
+                       sgd_stationary_variance(lam, 0.3, 0.1, beta, nesterov), rtol=1e-12)
+    # a noise with memory shorter than the filter's is not uncorrelated
+    assert not np.allclose(correlated_stationary_variance(lam, [0.3, 0.1], 0.1, beta, nesterov),
+                           sgd_stationary_variance(lam, 0.3, 0.1, beta, nesterov))
+
+
+def test_anticorrelated_noise_closed_form():
+    # ζ_t = w_t − w_{t−1}: γ = (2, −1); x_{t+1} = a x_t − η ζ_t gives Var x = 2η²/(1 + a), a = 1 − ηλ,
+    # which is ηλ times the uncorrelated noise of the same variance: flat directions keep almost none
+    eta, lam = 0.2, np.array([1e-4, 0.01, 0.5, 5.0, 12.0])
+    var = correlated_stationary_variance(lam, [2.0, -1.0], eta)
+    assert np.allclose(var[:4], 2 * eta**2 / (2 - eta * lam[:4]), rtol=1e-10)
+    assert np.allclose(var[:4] / sgd_stationary_variance(lam[:4], 2.0, eta), eta * lam[:4], rtol=1e-10)
+    assert np.isnan(var[4])  # ηλ > 2: no stationary state
+
+
+def test_epoch_noise_autocorrelation():
+    rho = epoch_noise_autocorrelation(64, 8)  # M = 8 batches: −(M − k)/(M (M − 1)), summing to 0 over ±lags
+    k = np.arange(1, 8)
+    assert rho[0] == 1 and np.allclose(rho[1:], -(8 - k) / (8 * 7))
+    assert abs(rho[0] + 2 * rho[1:].sum()) < 1e-12
+    left_out = epoch_noise_autocorrelation(70, 8)  # 6 samples sit each epoch out: the sum stays positive
+    assert len(left_out) == 8 and rho[0] + 2 * left_out[1:].sum() > 0.05
+    assert np.array_equal(epoch_noise_autocorrelation(8, 8), [1.0])
+
+
+def simulate_variance(lam: np.ndarray, noise, eta: float, beta: float, replicas: int, burn_in: int, steps: int):
+    """Var x over `replicas` replicas per direction, averaged over `steps` steps after `burn_in`,
+    for torch.optim.SGD on ½λx² with gradient noise `noise()` (replicas × directions per step)."""
+    x = torch.zeros(replicas, len(lam), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([x], lr=eta, momentum=beta)
+    lam_t = torch.as_tensor(lam)
+    total = torch.zeros(len(lam), dtype=torch.float64)
+    for t in range(burn_in + steps):
+        x.grad = lam_t * x.detach() + noise()
+        opt.step()
+        if t >= burn_in:
+            total += x.detach().var(dim=0)
+    return (total / steps).numpy()
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.9])
+def test_epoch_batches_match_simulation(beta):
+    # R replicas, each with its own permutation every epoch of a fixed population of N per-sample
+    # deviations (mean 0, variance 1 per direction): exactly the model's noise at fixed weights
+    n, b, replicas, eta = 64, 8, 2000, 0.2
+    m = n // b
+    gen = torch.Generator().manual_seed(0)
+    lam = np.array([0.005, 0.05, 0.5, 2.0]) * (1 - beta)  # relaxation 125 epochs … a quarter of a step
+    d = torch.randn(n, len(lam), generator=gen, dtype=torch.float64)
+    d = (d - d.mean(0)) / d.std(0, unbiased=False)
+    state = {"perm": None, "step": 0}
+
+    def noise():
+        if state["step"] % m == 0:
+            state["perm"] = torch.argsort(torch.rand(replicas, n, generator=gen), dim=1)
+        batch = state["perm"][:, (state["step"] % m) * b : (state["step"] % m + 1) * b]
+        state["step"] += 1
+        return d[batch].mean(dim=1)  # (replicas, directions)
+
+    burn_in = int(3 * relaxation_steps(lam[0], eta, beta))  # from x = 0: e^-6 of the variance short
+    measured = simulate_variance(lam, noise, eta, beta, replicas, burn_in, 40 * m)
+    s = (n - b) / (n - 1) / b
+    predicted = correlated_stationary_variance(lam, s * epoch_noise_autocorrelation(n, b), eta, beta)
+    uncorrelated = sgd_stationary_variance(lam, s, eta, beta)
+    # the slowest direction keeps ~1-6% of the uncorrelated prediction; each step's variance has relative
+    # s.e. √(2/R) = 3.2%, and the 320 averaged steps are correlated over the slow relaxation: 4 of them
+    assert measured[0] / uncorrelated[0] < 0.1
+    assert np.allclose(measured, predicted, rtol=4 * np.sqrt(2 / replicas)), (measured / predicted)
+
+
+@pytest.mark.parametrize("hurst", [0.3, 0.7])
+def test_fractional_gaussian_noise_matches_simulation(hurst):
+    # the streaming fGn model's own autocovariance (StreamingFGN.memory) drives the prediction
+    replicas, eta = 2000, 0.2
+    lam = np.array([0.05, 0.3, 2.0])  # relaxation 100 steps … 2.5
+    source = StreamingFGN(hurst, (replicas, len(lam)), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    measured = simulate_variance(lam, source.sample, eta, 0.0, replicas, 1000, 400)
+    predicted = correlated_stationary_variance(lam, source.memory(), eta)
+    white = sgd_stationary_variance(lam, 1.0, eta)
+    assert np.all(predicted[:2] < white[:2]) if hurst < 0.5 else np.all(predicted[:2] > white[:2])
+    assert np.allclose(measured, predicted, rtol=5 * np.sqrt(2 / replicas)), (measured / predicted)

@@ -22,11 +22,12 @@ ANALYSES.register("curvature")(Curvature)
 ANALYSES.register("generalization")(Generalization)
 
 
-def build_analyses(cfg: DictConfig, source: GradientSource) -> List[Analysis]:
+def build_analyses(cfg: DictConfig, source: GradientSource, noise=None) -> List[Analysis]:
+    """The run's analyses in measuring order, connected to each other and to the noise mode `noise`."""
     analyses = [ANALYSES.get(a.name)(a, source, cfg.noise, cfg.seed, cfg.trainer.steps) for a in cfg.analysis.values()]
     by_name = {a.name: a for a in analyses}
     for a in analyses:
-        a.connect(by_name)
+        a.connect(by_name, noise)
     return sorted(analyses, key=lambda a: a.order)
 
 

@@ -50,8 +50,10 @@ class Analysis:
         # The schedule as plain ints: `due` and `observing` run every training step.
         self.start, self.every = int(cfg.start), int(cfg.every)
 
-    def connect(self, analyses: Dict[str, "Analysis"]) -> None:
-        """Called once with the run's analyses by name, to keep those whose measurements it reads."""
+    def connect(self, analyses: Dict[str, "Analysis"], noise=None) -> None:
+        """Called once with the run's analyses by name, to keep those whose measurements it reads,
+        and the run's noise mode (`sgdexp.noise.NoiseMode`; None where there is none), for those
+        that ask it what noise it adds (`NoiseMode.step_noise`)."""
 
     def end_at(self, step: int) -> None:
         """The run ends at `step`, before `trainer.steps` (a stopping rule, `trainer.stop_at_*`): what

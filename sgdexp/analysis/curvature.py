@@ -28,6 +28,7 @@ time sees only part of its variance).
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -37,7 +38,8 @@ from torch import nn
 from sgdexp.analysis.base import Analysis, Measurement
 from sgdexp.curvature import eigenpairs_and_trace, loss_hvp, most_lanczos_eigenpairs, top_eigenpairs
 from sgdexp.errors import ConfigError
-from sgdexp.stats import covariance_hessian_alignment, relaxation_steps, sgd_stationary_variance
+from sgdexp.stats import (correlated_stationary_variance, covariance_hessian_alignment, relaxation_steps,
+                          sgd_stationary_variance)
 
 
 def has_fixed_hessian(source) -> bool:
@@ -64,25 +66,34 @@ class Curvature(Analysis):
                                       f"at most {most} by Lanczos for a model of {source.dim} parameters (every "
                                       f"eigenpair of models with at most analysis.curvature.exact_below="
                                       f"{cfg.exact_below} parameters)")
-        self.predicts = (has_fixed_hessian(source) and cfg.optimizer == "sgd" and noise_cfg.name == "sgd")
+        self.fixed_hessian = has_fixed_hessian(source) and cfg.optimizer == "sgd"
+        self.noise = None  # the run's noise mode (`connect`)
         self.device = source.params[0].device
-        batch, n = int(noise_cfg.batch_size), source.n_train
-        # per-step batch-noise covariance C/B, times the without-replacement factor for epoch sampling
-        self.batch_factor = (1.0 / batch) * ((n - batch) / (n - 1) if noise_cfg.sampler == "epoch" else 1.0)
+        n = source.n_train
         self.labels: List[str] = []
         self.eigenvalues = np.zeros(0)
         self.vectors = torch.zeros(0, source.dim, device=self.device)
-        self.predicted = np.zeros(0)
+        self.predicted = self.predicted_correlated = np.zeros(0)
         self.projections = torch.zeros(max(self.window, 1), 0, dtype=torch.float64, device=self.device)
         self.window_end: Optional[int] = None
         points = min(int(cfg.noise_points), self.window)
         self.noise_positions = set(np.linspace(0, self.window - 1, points).round().astype(int).tolist()) if points else set()
         self.noise_sum, self.noise_count = np.zeros(0), 0
+        self.memory = np.ones(1)  # the step noise's autocorrelation ρ(0 … L) at the latest measurement
         self.measured: Optional[tuple] = None  # (step, sharpness) of the latest measurement (`sharpness_at`)
         m = int(cfg.hessian_samples)  # one fixed subset, so that measurements through training compare
         source.data.check_samples("analysis.curvature.hessian_samples", m, "0 (all) or ")
         self.hessian_indices = (torch.randperm(n, generator=self.generator)[:m].to(self.device)
                                 if 0 < m < n else None)
+
+    def connect(self, analyses, noise=None) -> None:
+        self.noise = noise
+
+    @property
+    def predicts(self) -> bool:
+        """Whether the stationary variance is predicted: a fixed Hessian trained by `optimizer=sgd`
+        with a noise mode that adds noise of finite variance (not gd, not SαS below α = 2)."""
+        return self.fixed_hessian and self.noise is not None and self.noise.step_noise() is not None
 
     # ------------------------------------------------------------------ schedule
     def measuring(self, step: int) -> bool:
@@ -100,13 +111,22 @@ class Curvature(Analysis):
         theta = self.source.flat_params()
         position = step - (self.window_end - self.window) - 1
         self.projections[position] = (self.vectors @ theta).double()
-        if self.predicts and position in self.noise_positions:
-            self.noise_sum += self._noise_variance(self._noise_covariance_times(self.vectors))
+        if position in self.noise_positions and self.predicts:
+            self.noise_sum += self._noise_variance()
             self.noise_count += 1
 
-    def _noise_variance(self, cv: torch.Tensor) -> np.ndarray:
-        """Per-step batch-noise variance along each direction: diag(Vᵀ C V) × `batch_factor`."""
-        return (self.vectors.double() * cv.T).sum(1).cpu().numpy() * self.batch_factor
+    def _noise_variance(self, cv: Optional[torch.Tensor] = None) -> Optional[np.ndarray]:
+        """The step noise's variance along each direction (`NoiseMode.step_noise`): its covariance
+        scale times diag(Vᵀ C V) (`cv` = C V when already taken) plus its isotropic part; None when
+        the mode adds no noise of finite variance."""
+        noise = self.noise.step_noise() if self.noise is not None else None
+        if noise is None:
+            return None
+        variance = np.full(len(self.labels), noise.isotropic)
+        if noise.covariance_scale:
+            cv = self._noise_covariance_times(self.vectors) if cv is None else cv
+            variance += (self.vectors.double() * cv.T).sum(1).cpu().numpy() * noise.covariance_scale
+        return variance
 
     # ------------------------------------------------------------------ measurements
     def compute(self, step: int) -> Optional[Measurement]:
@@ -119,9 +139,8 @@ class Curvature(Analysis):
             if self.window and step + self.window <= self.steps:
                 self.window_end = step + self.window
                 self.projections = torch.zeros(self.window, len(self.labels), dtype=torch.float64, device=self.device)
-            elif self.predicts and not ended:  # no window follows: the prediction at this point is all there is
-                out.scalars.update({f"curvature/predicted_variance/{k}": float(v)
-                                    for k, v in zip(self.labels, self.predicted)})
+            elif not ended:  # no window follows: the prediction at this point is all there is
+                self._log_predictions(out)
         self.last.update(out.scalars)
         return out
 
@@ -181,18 +200,20 @@ class Curvature(Analysis):
                                              cov_matvec=lambda _: cv)
         noise_var = self._noise_variance(cv)
         self.noise_sum, self.noise_count = np.zeros(len(labels)), 0
+        step_noise = self.noise.step_noise() if self.noise is not None else None
+        self.memory = step_noise.autocorrelation if step_noise is not None else np.ones(1)
         s: Dict[str, float] = {"curvature/top_eigenvalue": float(values[0]), "curvature/trace": trace,
                                "curvature/trace_se": trace_se,
                                "curvature/alignment/proj_cosine": float(align.proj_cosine)}
         if align.proj_diag_pearson is not None:  # three directions or more
             s["curvature/alignment/proj_diag_pearson"] = align.proj_diag_pearson
-        for label, value, nv in zip(labels, values, noise_var):
+        for i, (label, value) in enumerate(zip(labels, values)):
             s[f"curvature/eigenvalue/{label}"] = float(value)
-            s[f"curvature/noise_variance/{label}"] = float(nv)
-        self.predicted = np.full(len(labels), np.nan)
-        if self.predicts:
-            c = self.cfg
-            self.predicted = sgd_stationary_variance(values + c.weight_decay, noise_var, c.lr, c.momentum, c.nesterov)
+            if noise_var is not None:
+                s[f"curvature/noise_variance/{label}"] = float(noise_var[i])
+        self.predicted = self.predicted_correlated = np.full(len(labels), np.nan)
+        if self.fixed_hessian and noise_var is not None:
+            self.predicted, self.predicted_correlated = self._predictions(noise_var)
         out.scalars.update(s)
         out.arrays["curvature/eigenvalues"] = np.asarray(values, dtype=float)
         return {"top_eigenvalue": float(values[0]), "trace": trace, "trace_se": trace_se}
@@ -207,21 +228,42 @@ class Curvature(Analysis):
             out.scalars[f"curvature/relaxation_steps/{label}"] = float(t)
         out.arrays.update({"curvature/window_eigenvalues": np.asarray(self.eigenvalues, dtype=float),
                            "curvature/weight_variance": variance, "curvature/relaxation_steps": tau})
-        if self.predicts:
-            if self.noise_count:  # the prediction for the window's mean noise variance
-                self.predicted = sgd_stationary_variance(self.eigenvalues + c.weight_decay,
-                                                         self.noise_sum / self.noise_count, c.lr, c.momentum, c.nesterov)
-            out.scalars.update({f"curvature/predicted_variance/{k}": float(v) for k, v in zip(self.labels, self.predicted)})
-            ratio = variance / self.predicted
-            out.scalars.update({f"curvature/variance_ratio/{k}": float(r) for k, r in zip(self.labels, ratio)})
-            out.arrays["curvature/variance_ratio"] = ratio
+        if self.noise_count:  # the prediction for the window's mean noise variance
+            self.predicted, self.predicted_correlated = self._predictions(self.noise_sum / self.noise_count)
+        self._log_predictions(out, variance)
         self.window_end = None
+
+    def _log_predictions(self, out: Measurement, variance: Optional[np.ndarray] = None) -> None:
+        """The predicted variance per direction, for uncorrelated noise and for the noise's own memory
+        (suffix "_correlated"), where made; with the window's measured `variance`, their ratios."""
+        for suffix, predicted in (("", self.predicted), ("_correlated", self.predicted_correlated)):
+            if not np.isfinite(predicted).any():
+                continue
+            out.scalars.update({f"curvature/predicted_variance{suffix}/{k}": float(v) for k, v in zip(self.labels, predicted)})
+            if variance is not None:
+                ratio = variance / predicted
+                out.scalars.update({f"curvature/variance_ratio{suffix}/{k}": float(r) for k, r in zip(self.labels, ratio)})
+                out.arrays[f"curvature/variance_ratio{suffix}"] = ratio
+
+    def _predictions(self, noise_var: np.ndarray):
+        """The stationary variance per direction for uncorrelated noise of per-step variance
+        `noise_var` (`stats.sgd_stationary_variance`), and for noise of that variance with the step
+        noise's own memory (`stats.correlated_stationary_variance`; NaN when it has none)."""
+        c = self.cfg
+        curvature = self.eigenvalues + c.weight_decay
+        uncorrelated = sgd_stationary_variance(curvature, noise_var, c.lr, c.momentum, c.nesterov)
+        if not np.any(self.memory[1:] != 0):
+            return uncorrelated, np.full(len(curvature), np.nan)
+        gamma = noise_var[:, None] * self.memory[None, :]
+        return uncorrelated, correlated_stationary_variance(curvature, gamma, c.lr, c.momentum, c.nesterov)
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> Dict:
         return {**super().state_dict(), "labels": list(self.labels),
                 "eigenvalues": torch.from_numpy(np.asarray(self.eigenvalues, dtype=np.float64)),
                 "predicted": torch.from_numpy(np.asarray(self.predicted, dtype=np.float64)),
+                "predicted_correlated": torch.from_numpy(np.asarray(self.predicted_correlated, dtype=np.float64)),
+                "memory": torch.from_numpy(np.asarray(self.memory, dtype=np.float64)),
                 "noise_sum": torch.from_numpy(np.asarray(self.noise_sum, dtype=np.float64)),
                 "noise_count": self.noise_count,
                 "vectors": self.vectors.cpu(), "projections": self.projections.cpu(),
@@ -231,6 +273,9 @@ class Curvature(Analysis):
         super().load_state_dict(state)
         self.labels = list(state["labels"])
         self.eigenvalues, self.predicted = state["eigenvalues"].numpy(), state["predicted"].numpy()
+        # checkpoints from before the correlated prediction: none (the uncorrelated one as before)
+        self.predicted_correlated = state.get("predicted_correlated", torch.full((len(self.predicted),), math.nan)).numpy()
+        self.memory = state.get("memory", torch.ones(1)).numpy()
         self.noise_sum, self.noise_count = state["noise_sum"].numpy(), state["noise_count"]
         self.vectors = state["vectors"].to(self.device)
         self.projections = state["projections"].to(self.device)

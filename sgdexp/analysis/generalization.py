@@ -33,7 +33,7 @@ class Generalization(Analysis):
         self.initial: Optional[torch.Tensor] = None
         self.curvature: Optional[Curvature] = None  # the run's curvature analysis, if any (`connect`)
 
-    def connect(self, analyses: Dict[str, Analysis]) -> None:
+    def connect(self, analyses: Dict[str, Analysis], noise=None) -> None:
         curvature = analyses.get("curvature")
         self.curvature = curvature if isinstance(curvature, Curvature) else None
 

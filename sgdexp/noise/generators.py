@@ -469,6 +469,12 @@ class NoiseSource(abc.ABC):
     def _randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, dtype=self.dtype, device=self.device)
 
+    def memory(self) -> Optional[np.ndarray]:
+        """γ(0 … L), each coordinate's exact stationary autocovariance at lags 0 to L, 0 beyond (what a
+        linear system driven by the stream sees: `sgdexp.stats.correlated_stationary_variance`);
+        None when the stream has no finite variance or the source does not say."""
+        return None
+
     @abc.abstractmethod
     def sample(self) -> torch.Tensor:
         """Draw the next step, a tensor of shape ``self.shape`` that the caller may modify (the
@@ -569,6 +575,9 @@ class WhiteNoise(BlockedIID):
     """I.i.d. standard Gaussian steps, N(0, I) (exact; ``torch.randn``, or Box--Muller on
     SplitMix64 words when compiled)."""
 
+    def memory(self) -> np.ndarray:
+        return np.ones(1)
+
     def draw(self, rows: int) -> torch.Tensor:
         if self.compiled:
             return _compiled(_gaussian_draw)(self._key(), rows * self.numel, self.dtype).view(rows, self.numel)
@@ -588,6 +597,10 @@ class StableNoise(BlockedIID):
                  block: Optional[int] = None, compile: bool = False):
         self.alpha = _check_alpha(alpha)
         super().__init__(size, generator, dtype, device, block, compile=compile and self.alpha not in (1.0, 2.0))
+
+    def memory(self) -> Optional[np.ndarray]:
+        """Variance 2 at α = 2 (Gaussian of scale √2); none below (infinite variance)."""
+        return np.full(1, 2.0) if self.alpha == 2.0 else None
 
     def draw(self, rows: int) -> torch.Tensor:
         if self.compiled:
@@ -609,6 +622,9 @@ class AntiCorrelatedNoise(WhiteNoise):
                  compile: bool = False):
         super().__init__(size, generator, dtype, device, block, compile)
         self._prev = super().draw(1)[0]
+
+    def memory(self) -> np.ndarray:
+        return np.array([2.0, -1.0])
 
     def draw(self, rows: int) -> torch.Tensor:
         w = super().draw(rows)
@@ -886,6 +902,13 @@ class StreamingFGN(NoiseSource):
     def autocovariance(self, lags) -> np.ndarray:
         """The exact stationary autocovariance of this source at ``lags`` (float64 numpy array)."""
         return self.fit.autocovariance(lags)
+
+    def memory(self, tail: float = 1e-9, longest: int = 1 << 20) -> np.ndarray:
+        """The autocovariance up to the lag where the slowest factor has decayed below `tail`
+        (γ(k) ∝ ρ_max^k there), at most `longest` lags: the model's memory is finite, unlike fGn's."""
+        rho = float(self.fit.rho.max()) if self.fit.n_factors else 0.0
+        lags = 1 if rho <= 0 else min(longest, 2 + int(math.ceil(math.log(tail) / math.log(rho))))
+        return self.autocovariance(np.arange(lags))
 
     def state_dict(self) -> StateDict:
         return {

@@ -9,8 +9,10 @@ weights: (N − B)/(N − 1) · tr(C)/B for `epoch` batches (B distinct samples)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -19,9 +21,26 @@ from sgdexp.gradients import GradientSource
 from sgdexp.noise.generators import AntiCorrelatedNoise, NoiseSource, StableNoise, StreamingFGN, WhiteNoise
 from sgdexp.registry import Registry
 from sgdexp.seeding import derive_seed
-from sgdexp.stats import autocorrelation, hurst_exponent, tail_index, trace_from_minibatch_noise
+from sgdexp.stats import autocorrelation, epoch_noise_autocorrelation, hurst_exponent, tail_index, trace_from_minibatch_noise
 
 MODES: Registry[type] = Registry("noise.name")
+
+
+@dataclass
+class StepNoise:
+    """The noise a mode adds to the gradient in one step, as a model for predictions on a fixed
+    Hessian (the curvature analysis): its covariance is `covariance_scale` · C (C the per-sample
+    gradients' covariance, for SGD's batches and gd_sgdcov) plus `isotropic` · I (injected ζ), and
+    its autocorrelation in time is `autocorrelation` = ρ(0 … L), ρ(0) = 1, the same along every
+    direction, 0 beyond L."""
+    autocorrelation: np.ndarray
+    covariance_scale: float = 0.0
+    isotropic: float = 0.0
+
+    @property
+    def correlated(self) -> bool:
+        """Whether the noise has memory (a prediction for uncorrelated noise then does not hold)."""
+        return bool(np.any(self.autocorrelation[1:] != 0))
 
 
 class NoiseMode:
@@ -41,6 +60,11 @@ class NoiseMode:
         """The mode's own statistics for the last logged step (none for noiseless modes)."""
         return {}
 
+    def step_noise(self) -> Optional[StepNoise]:
+        """The step's noise as a `StepNoise` at the current weights, or None: no noise (gd), no finite
+        variance (SαS with α < 2), or a matched σ not estimated yet (before the first step)."""
+        return None
+
     def state_dict(self) -> Dict:
         return {}
 
@@ -55,9 +79,20 @@ class MinibatchSGD(NoiseMode):
     def __init__(self, cfg, source, seed, device):
         super().__init__(cfg, source, seed, device)
         self.sampler = make_sampler(cfg.sampler, source.n_train, cfg.batch_size, derive_seed(seed, "sampler"), device)
+        self._step_noise: Optional[StepNoise] = None
 
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
         return self.source.backward_batch(self.sampler.next())
+
+    def step_noise(self) -> StepNoise:
+        """Cov(g_B) = f · C/B (`population_factor`); epoch batches of one permutation are
+        anti-correlated (`epoch_noise_autocorrelation`), with-replacement batches independent."""
+        if self._step_noise is None:  # fixed by the configuration
+            n, b = self.source.n_train, int(self.cfg.batch_size)
+            epoch = self.cfg.sampler == "epoch"
+            self._step_noise = StepNoise(epoch_noise_autocorrelation(n, b) if epoch else np.ones(1),
+                                         covariance_scale=population_factor(self.cfg.sampler, n, b) / b)
+        return self._step_noise
 
     def metrics(self) -> Dict[str, float]:
         epoch = getattr(self.sampler, "epoch", None)
@@ -107,6 +142,7 @@ class InjectedNoise(NoiseMode):
         self.recorded = 0
         self.stats: Dict[str, float] = {}
         self.noise_norm = torch.zeros((), device=device)
+        self._memory: Optional[np.ndarray] = None  # ζ's autocovariance (`step_noise`)
 
     def make_zeta(self, dim: int) -> NoiseSource:
         return WhiteNoise(dim, generator=self.generator, device=self.device, compile=self.source.compile)
@@ -148,6 +184,16 @@ class InjectedNoise(NoiseMode):
     def injected_power(self) -> float:
         """E|σζ|² per step."""
         return self.sigma ** 2 * self.source.dim * self.zeta_variance
+
+    def step_noise(self) -> Optional[StepNoise]:
+        """σ²γ_ζ per coordinate, isotropic, with ζ's own memory (`NoiseSource.memory`)."""
+        if self._memory is None:
+            self._memory = self.zeta.memory()  # fixed by the configuration (fGn's: ~10⁵ lags, computed once)
+            if self._memory is None:
+                return None
+        if self.sigma is None:
+            return None
+        return StepNoise(self._memory / self._memory[0], isotropic=self.sigma ** 2 * float(self._memory[0]))
 
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
         loss = self.source.backward_full()
@@ -288,6 +334,12 @@ class SGDCovarianceGD(InjectedNoise):
     def injected_power(self) -> float:
         """E|σζ|² = σ² f tr(C)/B: σ² times the (estimated) target power, which ζ's covariance matches exactly."""
         return self.sigma ** 2 * self.target_power
+
+    def step_noise(self) -> Optional[StepNoise]:
+        """σ² f C/B, a fresh draw each step (uncorrelated)."""
+        if self.sigma is None:
+            return None
+        return StepNoise(np.ones(1), covariance_scale=self.sigma ** 2 * self.power_factor / self.batch_size)
 
     def apply(self, step: int, measure: bool = False) -> torch.Tensor:
         n = self.source.n_train

@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
+BLOCK_LAGS = 4096  # lags of the filter's autocorrelation held at once (`correlated_stationary_variance`)
 
-def sgd_stationary_variance(curvature, noise_variance, lr: float, momentum: float = 0.0,
-                            nesterov: bool = False) -> np.ndarray:
-    """Stationary Var x along directions of curvature λ (array) for per-step noise variance s.
 
-    NaN where no stationary state exists (λ ≤ 0 or the iteration is unstable, e.g. ηλ ≥ 2 at β = 0).
-    """
-    lam = np.atleast_1d(np.asarray(curvature, dtype=float))
-    s = np.broadcast_to(np.asarray(noise_variance, dtype=float), lam.shape)
+def _sgd_system(lam: np.ndarray, lr: float, momentum: float, nesterov: bool):
+    """(A, b, ok) per direction: the state matrices above for curvatures `lam` (1-d), and whether a
+    stationary state exists (λ > 0 and A's spectral radius below 1)."""
     eta, beta = float(lr), float(momentum)
     n = lam.size
     a = np.zeros((n, 2, 2))
@@ -42,14 +39,93 @@ def sgd_stationary_variance(curvature, noise_variance, lr: float, momentum: floa
     a[:, 1, 0] = lam
     a[:, 1, 1] = beta
     b[:, 0], b[:, 1] = -step, 1.0
-    q = s[:, None, None] * b[:, :, None] * b[:, None, :]
     radius = np.abs(np.linalg.eigvals(a)).max(axis=1)
-    ok = (lam > 0) & (radius < 1)
-    # vec(S) = (I − A ⊗ A)^{-1} vec(Q), one 4×4 system per direction with a stationary state
-    kron = np.einsum("nij,nkl->nikjl", a[ok], a[ok]).reshape(-1, 4, 4)
-    var = np.full(n, np.nan)
-    var[ok] = np.linalg.solve(np.eye(4) - kron, q[ok].reshape(-1, 4, 1))[:, 0, 0]
+    return a, b, (lam > 0) & (radius < 1)
+
+
+def _unit_noise_covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P = Σ_k A^k b bᵀ (Aᵀ)^k, the stationary state covariance for uncorrelated unit noise:
+    vec(P) = (I − A ⊗ A)^{-1} vec(b bᵀ), one 4×4 system per direction."""
+    kron = np.einsum("nij,nkl->nikjl", a, a).reshape(-1, 4, 4)
+    q = b[:, :, None] * b[:, None, :]
+    return np.linalg.solve(np.eye(4) - kron, q.reshape(-1, 4, 1)).reshape(-1, 2, 2)
+
+
+def sgd_stationary_variance(curvature, noise_variance, lr: float, momentum: float = 0.0,
+                            nesterov: bool = False) -> np.ndarray:
+    """Stationary Var x along directions of curvature λ (array) for per-step noise variance s.
+
+    NaN where no stationary state exists (λ ≤ 0 or the iteration is unstable, e.g. ηλ ≥ 2 at β = 0).
+    """
+    lam = np.atleast_1d(np.asarray(curvature, dtype=float))
+    s = np.broadcast_to(np.asarray(noise_variance, dtype=float), lam.shape)
+    a, b, ok = _sgd_system(lam, lr, momentum, nesterov)
+    var = np.full(lam.size, np.nan)
+    var[ok] = s[ok] * _unit_noise_covariance(a[ok], b[ok])[:, 0, 0]
     return var.reshape(np.shape(curvature)) if np.ndim(curvature) else var
+
+
+def correlated_stationary_variance(curvature, autocovariance, lr: float, momentum: float = 0.0,
+                                   nesterov: bool = False) -> np.ndarray:
+    """Stationary Var x along directions of curvature λ (array) for gradient noise that is
+    correlated in time, with autocovariance γ(k) = Cov(ξ_t, ξ_{t+k}) at lags k = 0 … L given by
+    `autocovariance` (one row for every direction, or one row per direction) and 0 beyond L.
+
+    x is the linear filter x_t = Σ_k h_k ξ_{t−1−k} of the noise, h_k = e₁ᵀ A^k b, so
+    Var x = Σ_{k,l} h_k h_l γ(k − l) = γ(0) R(0) + 2 Σ_{m≥1} γ(m) R(m), with the filter's own
+    autocorrelation R(m) = Σ_k h_k h_{k+m} = e₁ᵀ A^m P e₁ (P: `_unit_noise_covariance`). With
+    γ = (s,) this is `sgd_stationary_variance`. Kühn & Rosenow's prediction for epoch sampling
+    (under their assumption that the noise does not depend on the weights' small fluctuations) is
+    this with `epoch_noise_autocorrelation` times the per-step variance; a noise whose
+    autocovariance sums to zero over all lags (epoch batches, ζ_t = w_t − w_{t−1}) leaves flat
+    directions (R(m) ≈ R(0) over the noise's memory) with almost no variance. NaN where no
+    stationary state exists. Memory: `BLOCK_LAGS` lags per direction at a time, whatever L."""
+    lam = np.atleast_1d(np.asarray(curvature, dtype=float))
+    gamma = np.asarray(autocovariance, dtype=float)
+    gamma = np.broadcast_to(gamma if gamma.ndim == 2 else gamma[None, :], (lam.size, gamma.shape[-1]))
+    a, b, ok = _sgd_system(lam, lr, momentum, nesterov)
+    var = np.full(lam.size, np.nan)
+    if not ok.any():
+        return var.reshape(np.shape(curvature)) if np.ndim(curvature) else var
+    lags, gamma = gamma.shape[1], gamma[ok]
+    # blocks of `width` lags: A^m P e₁ for the block's m, built by doubling, then moved on by A^width;
+    # stops where the filter has forgotten (R(m) below 1e-15 of R(0)) or the noise's lags end
+    powers = _unit_noise_covariance(a[ok], b[ok])[:, :, :1]  # (n, 2, 1)
+    jump, width = a[ok], min(lags, BLOCK_LAGS)
+    while powers.shape[2] < width:
+        powers = np.concatenate([powers, jump @ powers], axis=2)
+        jump = jump @ jump
+    powers, jump = powers[:, :, :width], np.linalg.matrix_power(a[ok], width)
+    r0 = powers[:, 0, 0].copy()
+    weights = np.full(width, 2.0)
+    weights[0] = 1.0
+    total = np.zeros(len(r0))
+    for start in range(0, lags, width):
+        n = min(width, lags - start)
+        total += (gamma[:, start : start + n] * powers[:, 0, :n] * weights[:n]).sum(axis=1)
+        weights[0] = 2.0
+        powers = jump @ powers
+        if np.all(np.abs(powers).max(axis=(1, 2)) < 1e-15 * r0):
+            break
+    var[ok] = total
+    return var.reshape(np.shape(curvature)) if np.ndim(curvature) else var
+
+
+def epoch_noise_autocorrelation(n: int, batch_size: int) -> np.ndarray:
+    """ρ(k), k = 0 … M − 1, of the batch noise of epoch sampling (a fresh permutation of the n
+    samples each epoch, cut into M = n // B batches of B, the rest sitting the epoch out), averaged
+    over a step's position in its epoch, at fixed weights; 0 from lag M on. Two distinct samples
+    of one permutation have covariance −C/(n − 1), so two batches of one epoch −C/(n − 1) against
+    each batch's variance (n − B)/(n − 1) · C/B: ρ = −B/(n − B) for a pair in the same epoch, which
+    steps k apart are with probability (M − k)/M. For n = MB: −(M − k)/(M (M − 1)), and the M
+    batches of an epoch sum to zero (Σ_k over all lags of γ is 0)."""
+    m = n // batch_size
+    if m <= 1 or n <= batch_size:
+        return np.ones(1)
+    k = np.arange(m)
+    rho = -batch_size / (n - batch_size) * (m - k) / m
+    rho[0] = 1.0
+    return rho
 
 
 def relaxation_steps(curvature, lr: float, momentum: float = 0.0) -> np.ndarray:

@@ -78,7 +78,7 @@ class Training:
         if cfg.trainer.get("stop_at_train_accuracy") is not None and not self.setup.source.classification:
             raise ConfigError("trainer.stop_at_train_accuracy", cfg.trainer.stop_at_train_accuracy,
                               f"null for dataset={cfg.dataset.name} (a regression task has no accuracy)")
-        self.analyses: List[Analysis] = build_analyses(cfg, self.setup.source)
+        self.analyses: List[Analysis] = build_analyses(cfg, self.setup.source, self.setup.noise)
         self.start, self.wall_before = 0, 0.0
         self.stopped: Optional[str] = None  # the stopping rule that ended the run early (at self.start when resumed)
         last = self.out_dir / LAST
