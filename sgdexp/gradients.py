@@ -173,6 +173,21 @@ class GradientSource:
         """The trainable parameters as one (detached) vector of length `dim`, in `params` order."""
         return torch.cat([p.detach().reshape(-1) for p in self.params])
 
+    @contextlib.contextmanager
+    def at_weights(self, flat: torch.Tensor) -> Iterator[None]:
+        """The trainable parameters set to the flat vector `flat` inside the block, then restored to
+        a copy of themselves: an evaluation at other weights (an average over a window, say) leaves
+        training exactly as it was."""
+        saved = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            torch._foreach_copy_(self.params, [part.view_as(p) for p, part in
+                                               zip(self.params, flat.to(saved[0]).split(self.numels))])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.params, saved)
+
     def flat_grad(self) -> torch.Tensor:
         """The current `.grad` of every parameter as one vector of length `dim`."""
         return torch.cat([p.grad.reshape(-1) for p in self.params])

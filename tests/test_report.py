@@ -239,6 +239,43 @@ def test_sweep_overlays_each_jobs_curves_one_colour_per_group(curve_sweep):
     assert {p.stem for p in pngs} == set(figures) and html.count("data:image/png;base64,") == len(pngs)
 
 
+def test_variance_figure_draws_each_prediction_and_its_ratio(tmp_path):
+    """Kühn & Rosenow's figure: the measured variance with the uncorrelated prediction (dashed) and,
+    under noise with memory, the correlated one (dotted) and the split one (dash-dotted); the ratios
+    against relaxation time as circles, squares and triangles, a legend entry saying which is which.
+    A run without the correlated keys gets the first kind alone."""
+    eig, var = [4.0, 1.0, 0.1], [0.01, 0.02, 0.05]
+    base = {"step": 100, "curvature/window_eigenvalues": eig, "curvature/weight_variance": var,
+            "curvature/relaxation_steps": [2.5, 10.0, 100.0], "curvature/variance_ratio": [1.0, 0.5, 0.1]}
+    fake_job(tmp_path / "epoch", ["noise.sampler=epoch"], arrays={**base, "curvature/variance_ratio_correlated": [1.0, 0.9, 1.1],
+                                                                  "curvature/variance_ratio_split": [1.0, 1.0, 0.5]})
+    kind, runs = find_runs(tmp_path / "epoch")
+    fig = run_figures(runs)["variance_vs_curvature"]
+    variance, ratio = fig.axes[:2]
+    dashed = [l for l in variance.get_lines() if l.get_linestyle() == "--"]
+    dotted = [l for l in variance.get_lines() if l.get_linestyle() == ":"]
+    dash_dotted = [l for l in variance.get_lines() if l.get_linestyle() == "-."]
+    assert len(dashed) == len(dotted) == len(dash_dotted) == 1
+    np.testing.assert_allclose(dashed[0].get_ydata(), [0.05 / 0.1, 0.02 / 0.5, 0.01 / 1.0])  # ascending λ
+    np.testing.assert_allclose(dotted[0].get_ydata(), [0.05 / 1.1, 0.02 / 0.9, 0.01 / 1.0])
+    np.testing.assert_allclose(dash_dotted[0].get_ydata(), [0.05 / 0.5, 0.02 / 1.0, 0.01 / 1.0])
+    circles, squares, triangles = ([l for l in _drawn(ratio, m) if len(l.get_xdata())] for m in "os^")
+    assert len(circles) == len(squares) == len(triangles) == 1
+    np.testing.assert_allclose(circles[0].get_ydata(), [1.0, 0.5, 0.1])
+    np.testing.assert_allclose(squares[0].get_ydata(), [1.0, 0.9, 1.1])
+    np.testing.assert_allclose(triangles[0].get_ydata(), [1.0, 1.0, 0.5])
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "uncorrelated noise", "the noise's memory", "memory, moving part uncorrelated"]
+    assert [(h.get_linestyle(), h.get_marker()) for h in legend.legend_handles] == [("--", "o"), (":", "s"), ("-.", "^")]
+    assert variance.get_title() == "weight variance against curvature"
+    fake_job(tmp_path / "replacement", ["noise.sampler=replacement"], arrays=base)
+    fig = run_figures(find_runs(tmp_path / "replacement")[1])["variance_vs_curvature"]
+    assert not [l for l in fig.axes[0].get_lines() if l.get_linestyle() == ":"]
+    assert fig.axes[0].get_title() == "weight variance against curvature (dashed: uncorrelated noise)"
+    assert len(_drawn(fig.axes[1])) == 1 and not _drawn(fig.axes[1], "s") and not fig.legends
+
+
 def test_a_large_sweep_is_drawn_as_small_multiples(tmp_path):
     """More than MAX_LINES groups: one panel per value of the swept key that leaves the fewest panels
     (each at most MAX_LINES groups), else chunks of groups; each figure's section keeps its heading."""

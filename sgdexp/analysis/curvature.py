@@ -19,7 +19,9 @@ At each measurement (every `every` steps from `start`, and at the end):
 Then the weights are projected on the same directions after each of the next `window` updates; at
 the window's end the variance of each projection is logged beside its eigenvalue, its relaxation
 time 1/(η_eff λ) in steps and, on a fixed Hessian, the measured/predicted ratio. Kühn & Rosenow:
-under epoch sampling the ratio falls far below 1 along directions that relax over many epochs.
+under epoch sampling the ratio falls far below 1 along directions that relax over many epochs; the
+predictions for the noise's memory (`_predictions`) and for that noise split at the window's mean
+weights (`_split_prediction`) account for it.
 On a fixed Hessian the noise variance of the prediction is the mean over `noise_points` evenly
 spaced points of the window (at one point it fluctuates by 4-8% between stationary points of linear
 regression, more than the 10% check allows). The prediction holds in the stationary state: start the analysis after the weights have relaxed
@@ -73,7 +75,8 @@ class Curvature(Analysis):
         self.labels: List[str] = []
         self.eigenvalues = np.zeros(0)
         self.vectors = torch.zeros(0, source.dim, device=self.device)
-        self.predicted = self.predicted_correlated = np.zeros(0)
+        self.predicted = self.predicted_correlated = self.predicted_split = np.zeros(0)
+        self.weight_sum: Optional[torch.Tensor] = None  # the window's weights summed (`splits_noise`)
         self.projections = torch.zeros(max(self.window, 1), 0, dtype=torch.float64, device=self.device)
         self.window_end: Optional[int] = None
         points = min(int(cfg.noise_points), self.window)
@@ -95,6 +98,17 @@ class Curvature(Analysis):
         with a noise mode that adds noise of finite variance (not gd, not SαS below α = 2)."""
         return self.fixed_hessian and self.noise is not None and self.noise.step_noise() is not None
 
+    @property
+    def splits_noise(self) -> bool:
+        """Whether the prediction is also made with the noise split at the window's mean weights
+        (`_split_prediction`): predicted, its step noise has memory and a part that is the gradient
+        covariance (epoch sampling), and that covariance is taken over all N samples (a subset's
+        estimate would differ from point to point by more than the few percent the split is)."""
+        if not self.predicts:
+            return False
+        noise = self.noise.step_noise()
+        return noise.correlated and bool(noise.covariance_scale) and self._noise_from_all
+
     # ------------------------------------------------------------------ schedule
     def measuring(self, step: int) -> bool:
         """A Hessian measurement at `step`: the schedule's, and the end of the run always (also when
@@ -111,6 +125,8 @@ class Curvature(Analysis):
         theta = self.source.flat_params()
         position = step - (self.window_end - self.window) - 1
         self.projections[position] = (self.vectors @ theta).double()
+        if self.weight_sum is not None:
+            self.weight_sum += theta.double()
         if position in self.noise_positions and self.predicts:
             self.noise_sum += self._noise_variance()
             self.noise_count += 1
@@ -139,6 +155,8 @@ class Curvature(Analysis):
             if self.window and step + self.window <= self.steps:
                 self.window_end = step + self.window
                 self.projections = torch.zeros(self.window, len(self.labels), dtype=torch.float64, device=self.device)
+                self.weight_sum = (torch.zeros(self.source.dim, dtype=torch.float64, device=self.device)
+                                   if self.splits_noise else None)
             elif not ended:  # no window follows: the prediction at this point is all there is
                 self._log_predictions(out)
         self.last.update(out.scalars)
@@ -185,10 +203,18 @@ class Curvature(Analysis):
         """C V for V = vectors.T (dim, k), C the covariance of the per-sample gradients of
         `noise_samples` seeded samples (all N when 0 or ≥ N): `GradientSource.noise_covariance_times`,
         products with the per-sample losses' Jacobian, never the per-sample gradients or C."""
-        n = self.source.n_train
+        return self.source.noise_covariance_times(vectors.T, self._noise_indices())
+
+    @property
+    def _noise_from_all(self) -> bool:
         m = int(self.cfg.noise_samples)
-        indices = None if m == 0 or m >= n else torch.randperm(n, generator=self.generator)[:m].to(self.device)
-        return self.source.noise_covariance_times(vectors.T, indices)
+        return m == 0 or m >= self.source.n_train
+
+    def _noise_indices(self) -> Optional[torch.Tensor]:
+        """`noise_samples` samples drawn from this analysis's stream, or None for all N."""
+        if self._noise_from_all:
+            return None
+        return torch.randperm(self.source.n_train, generator=self.generator)[: int(self.cfg.noise_samples)].to(self.device)
 
     def _measure(self, out: Measurement) -> Dict[str, float]:
         """One Hessian measurement into `out`; returns its sharpness (top eigenvalue, trace, its s.e.)."""
@@ -211,7 +237,7 @@ class Curvature(Analysis):
             s[f"curvature/eigenvalue/{label}"] = float(value)
             if noise_var is not None:
                 s[f"curvature/noise_variance/{label}"] = float(noise_var[i])
-        self.predicted = self.predicted_correlated = np.full(len(labels), np.nan)
+        self.predicted = self.predicted_correlated = self.predicted_split = np.full(len(labels), np.nan)
         if self.fixed_hessian and noise_var is not None:
             self.predicted, self.predicted_correlated = self._predictions(noise_var)
         out.scalars.update(s)
@@ -229,14 +255,21 @@ class Curvature(Analysis):
         out.arrays.update({"curvature/window_eigenvalues": np.asarray(self.eigenvalues, dtype=float),
                            "curvature/weight_variance": variance, "curvature/relaxation_steps": tau})
         if self.noise_count:  # the prediction for the window's mean noise variance
-            self.predicted, self.predicted_correlated = self._predictions(self.noise_sum / self.noise_count)
+            noise_var = self.noise_sum / self.noise_count
+            self.predicted, self.predicted_correlated = self._predictions(noise_var)
+            if self.weight_sum is not None:
+                self.predicted_split, moving = self._split_prediction(noise_var)
+                out.scalars.update({f"curvature/noise_moving_share/{k}": float(m / v)
+                                    for k, m, v in zip(self.labels, moving, noise_var)})
         self._log_predictions(out, variance)
-        self.window_end = None
+        self.window_end, self.weight_sum = None, None
 
     def _log_predictions(self, out: Measurement, variance: Optional[np.ndarray] = None) -> None:
-        """The predicted variance per direction, for uncorrelated noise and for the noise's own memory
-        (suffix "_correlated"), where made; with the window's measured `variance`, their ratios."""
-        for suffix, predicted in (("", self.predicted), ("_correlated", self.predicted_correlated)):
+        """The predicted variance per direction, for uncorrelated noise, for the noise's own memory
+        (suffix "_correlated") and for the noise split at the window's mean weights ("_split"), where
+        made; with the window's measured `variance`, their ratios."""
+        for suffix, predicted in (("", self.predicted), ("_correlated", self.predicted_correlated),
+                                  ("_split", self.predicted_split)):
             if not np.isfinite(predicted).any():
                 continue
             out.scalars.update({f"curvature/predicted_variance{suffix}/{k}": float(v) for k, v in zip(self.labels, predicted)})
@@ -257,12 +290,32 @@ class Curvature(Analysis):
         gamma = noise_var[:, None] * self.memory[None, :]
         return uncorrelated, correlated_stationary_variance(curvature, gamma, c.lr, c.momentum, c.nesterov)
 
+    def _split_prediction(self, noise_var: np.ndarray):
+        """(stationary variance, moving part) per direction with the window's mean noise variance
+        `noise_var` s̄ split in two: s(θ̄), its value at the window's mean weights θ̄ (the stationary
+        mean), with the step noise's memory, and the rest, s̄ − s(θ̄), the part that moves with the
+        weights (the residuals of linear regression move with them), as uncorrelated noise. Epoch
+        batches cancel the noise of fixed weights within an epoch, not what the weights' own moves
+        within the epoch add: on the epoch_anticorrelation preset that part is a few percent of the
+        noise or less, yet along directions slower than a few epochs, where the anti-correlated part
+        nearly cancels, it sets the variance (README)."""
+        with self.source.at_weights(self.weight_sum / self.window):
+            at_mean = self._noise_variance()
+        c = self.cfg
+        curvature = self.eigenvalues + c.weight_decay
+        anticorrelated = correlated_stationary_variance(curvature, at_mean[:, None] * self.memory[None, :],
+                                                        c.lr, c.momentum, c.nesterov)
+        moving = np.maximum(noise_var - at_mean, 0.0)
+        return anticorrelated + sgd_stationary_variance(curvature, moving, c.lr, c.momentum, c.nesterov), moving
+
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> Dict:
         return {**super().state_dict(), "labels": list(self.labels),
                 "eigenvalues": torch.from_numpy(np.asarray(self.eigenvalues, dtype=np.float64)),
                 "predicted": torch.from_numpy(np.asarray(self.predicted, dtype=np.float64)),
                 "predicted_correlated": torch.from_numpy(np.asarray(self.predicted_correlated, dtype=np.float64)),
+                "predicted_split": torch.from_numpy(np.asarray(self.predicted_split, dtype=np.float64)),
+                "weight_sum": torch.zeros(0) if self.weight_sum is None else self.weight_sum.cpu(),
                 "memory": torch.from_numpy(np.asarray(self.memory, dtype=np.float64)),
                 "noise_sum": torch.from_numpy(np.asarray(self.noise_sum, dtype=np.float64)),
                 "noise_count": self.noise_count,
@@ -275,7 +328,11 @@ class Curvature(Analysis):
         self.eigenvalues, self.predicted = state["eigenvalues"].numpy(), state["predicted"].numpy()
         # checkpoints from before the correlated prediction: none (the uncorrelated one as before)
         self.predicted_correlated = state.get("predicted_correlated", torch.full((len(self.predicted),), math.nan)).numpy()
+        self.predicted_split = state.get("predicted_split", torch.full((len(self.predicted),), math.nan)).numpy()
         self.memory = state.get("memory", torch.ones(1)).numpy()
+        # a window begun before the split prediction existed goes without it
+        weight_sum = state.get("weight_sum", torch.zeros(0))
+        self.weight_sum = weight_sum.to(self.device) if weight_sum.numel() else None
         self.noise_sum, self.noise_count = state["noise_sum"].numpy(), state["noise_count"]
         self.vectors = state["vectors"].to(self.device)
         self.projections = state["projections"].to(self.device)

@@ -396,8 +396,11 @@ def msd_curves(runs: Sequence[Run]) -> Optional[Figure]:
 
 def variance_vs_curvature(runs: Sequence[Run]) -> Optional[Figure]:
     """Weight variance along Hessian eigendirections against their eigenvalue (one colour per group),
-    and where the uncorrelated-noise prediction exists (`curvature/variance_ratio`) the
-    measured/predicted ratio against the direction's relaxation time (Kühn & Rosenow's figure)."""
+    and where a prediction exists the measured/predicted ratio against the direction's relaxation
+    time (Kühn & Rosenow's figure): for uncorrelated noise (`curvature/variance_ratio`, dashed line
+    and circles), for the noise's own memory (`curvature/variance_ratio_correlated`, e.g. epoch
+    sampling's anti-correlation; dotted line and open squares) and for the noise split at the
+    window's mean weights (`curvature/variance_ratio_split`; dash-dotted line and open triangles)."""
     found = []
     for run, group, colour in _lines(runs):
         arrays = run.last_arrays("curvature/")
@@ -407,30 +410,43 @@ def variance_vs_curvature(runs: Sequence[Run]) -> Optional[Figure]:
             found.append((run, group, colour, np.asarray(eig, float), np.asarray(var, float), arrays))
     if not found:
         return None
-    ratios = [f for f in found if "curvature/variance_ratio" in f[5] and "curvature/relaxation_steps" in f[5]]
-    fig, axes = new_figure(2 if ratios else 1)
+    # (ratio's key, the prediction's line and the ratios' marker, what is predicted)
+    predictions = (("curvature/variance_ratio", "--", "o", "uncorrelated noise"),
+                   ("curvature/variance_ratio_correlated", ":", "s", "the noise's memory"),
+                   ("curvature/variance_ratio_split", "-.", "^", "memory, moving part uncorrelated"))
+    drawn = [p for p in predictions if any(p[0] in f[5] and "curvature/relaxation_steps" in f[5] for f in found)]
+    fig, axes = new_figure(2 if drawn else 1)
     axes = np.atleast_1d(axes)
     seen: set = set()
     for run, group, colour, eig, var, arrays in found:
         ok = (eig > 0) & (var > 0)
         axes[0].loglog(eig[ok], var[ok], "o", ms=4, color=colour, label=_first(seen, group))
-        ratio = np.asarray(arrays.get("curvature/variance_ratio", []), float)
-        if ratio.size == var.size:
-            good = ok & (ratio > 0)
-            order = np.argsort(eig[good])
-            axes[0].loglog(eig[good][order], (var[good] / ratio[good])[order], "--", lw=1, color=colour)
-    axes[0].set(title="weight variance against curvature" + (" (dashed: uncorrelated noise)" if ratios else "")
-                + _left_out(runs), xlabel="Hessian eigenvalue λ", ylabel="variance along v_λ")
-    if ratios:
+        for key, line, *_ in drawn:
+            ratio = np.asarray(arrays.get(key, []), float)
+            if ratio.size == var.size:
+                good = ok & (ratio > 0)
+                order = np.argsort(eig[good])
+                axes[0].loglog(eig[good][order], (var[good] / ratio[good])[order], line, lw=1, color=colour)
+    # one prediction: named in the title; more: in the legend, each with its line and marker
+    named = " (dashed: uncorrelated noise)" if [p[0] for p in drawn] == [predictions[0][0]] else ""
+    axes[0].set(title="weight variance against curvature" + named + _left_out(runs),
+                xlabel="Hessian eigenvalue λ", ylabel="variance along v_λ")
+    if drawn:
         seen = set()
-        for run, group, colour, eig, var, arrays in ratios:
-            tau, ratio = np.asarray(arrays["curvature/relaxation_steps"], float), np.asarray(arrays["curvature/variance_ratio"], float)
-            ok = (tau > 0) & (ratio > 0)
-            order = np.argsort(tau[ok])
-            axes[1].loglog(tau[ok][order], ratio[ok][order], "o-", ms=3, lw=1, color=colour, label=_first(seen, group))
+        for key, line, marker, name in drawn:
+            for run, group, colour, eig, var, arrays in found:
+                if key not in arrays or "curvature/relaxation_steps" not in arrays:
+                    continue
+                tau, ratio = np.asarray(arrays["curvature/relaxation_steps"], float), np.asarray(arrays[key], float)
+                ok = (tau > 0) & (ratio > 0)
+                order = np.argsort(tau[ok])
+                axes[1].loglog(tau[ok][order], ratio[ok][order], marker + line, ms=3, lw=1, color=colour,
+                               mfc=colour if marker == "o" else "none", label=_first(seen, group))
+            if len(drawn) > 1:  # which line and marker is which prediction, in black
+                axes[1].plot([], [], marker + line, color="k", mfc="k" if marker == "o" else "none", label=name)
         axes[1].axhline(1.0, color="grey", lw=0.8)
         axes[1].set(title="measured / predicted variance", xlabel="relaxation time 1/(η_eff λ) (steps)",
-                    ylabel="ratio (1: uncorrelated noise)")
+                    ylabel="ratio (1: the prediction)")
     for a in axes:
         _plain_log_ticks(a)
     figure_legend(fig, axes)
