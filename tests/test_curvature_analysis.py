@@ -187,7 +187,7 @@ def test_resume_inside_a_split_window_equals_uninterrupted(tmp_path, monkeypatch
 @pytest.mark.slow
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_epoch_sampling_variance_matches_split_prediction(tmp_path, momentum):
-    # At η = 0.1 the epoch noise's weight-dependent part (0.4-1% of it without momentum, 7-16% with
+    # At η = 0.1 the epoch noise's weight-dependent part (0.4-1.1% of it without momentum, 7-16% with
     # 0.9: η_eff = 1) sets the variance along directions slower than a few epochs, where Kühn &
     # Rosenow's prediction for the whole noise is short by up to 1.6x (β = 0, 28 epochs) and 11x
     # (β = 0.9, 17 epochs); the split prediction (that part uncorrelated, the noise at the mean

@@ -31,7 +31,7 @@ time sees only part of its variance).
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -290,7 +290,7 @@ class Curvature(Analysis):
         gamma = noise_var[:, None] * self.memory[None, :]
         return uncorrelated, correlated_stationary_variance(curvature, gamma, c.lr, c.momentum, c.nesterov)
 
-    def _split_prediction(self, noise_var: np.ndarray):
+    def _split_prediction(self, noise_var: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """(stationary variance, moving part) per direction with the window's mean noise variance
         `noise_var` s̄ split in two: s(θ̄), its value at the window's mean weights θ̄ (the stationary
         mean), with the step noise's memory, and the rest, s̄ − s(θ̄), the part that moves with the
