@@ -1,6 +1,6 @@
 """Stationary variance of SGD with torch's momentum: closed form, Lyapunov solution, simulation; for
 noise with memory (epoch batches, anti-correlated and fractional Gaussian noise), against
-simulations of torch.optim.SGD driven by that noise."""
+simulations of torch.optim.SGD driven by that noise; and what a finite window of it reads."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sgdexp.noise.generators import StreamingFGN
-from sgdexp.stats import (correlated_stationary_variance, epoch_noise_autocorrelation, relaxation_steps,
-                          sgd_stationary_variance)
+from sgdexp.stats import (correlated_stationary_variance, epoch_noise_autocorrelation, expected_window_variance,
+                          relaxation_steps, sgd_stationary_variance)
 
 LAM = np.array([0.02, 0.1, 0.5, 1.0, 1.5])
 
@@ -139,3 +139,58 @@ def test_fractional_gaussian_noise_matches_simulation(hurst):
     white = sgd_stationary_variance(lam, 1.0, eta)
     assert np.all(predicted[:2] < white[:2]) if hurst < 0.5 else np.all(predicted[:2] > white[:2])
     assert np.allclose(measured, predicted, rtol=5 * np.sqrt(2 / replicas)), (measured / predicted)
+
+
+def test_window_variance_closed_form():
+    # uncorrelated noise, β = 0: x is AR(1) with φ = 1 − ηλ, C(k) = Var x φ^k, and a window of T
+    # steps reads T/(T − 1)(Var x − Var x̄_T), Var x̄_T = (Var x/T)(1 + 2 Σ_{k<T} (1 − k/T) φ^k)
+    eta, s, lam = 0.2, 0.7, np.array([0.01, 0.05, 0.5, 3.0, 12.0])
+    for window in (2, 10, 400, 5000):
+        phi, k = 1 - eta * lam[:4], np.arange(1, window)
+        var = eta**2 * s / (1 - phi**2)
+        var_mean = var / window * (1 + 2 * ((1 - k / window) * phi[:, None] ** k).sum(axis=1))
+        got = expected_window_variance(lam, [s], window, eta)
+        assert np.allclose(got[:4], window / (window - 1) * (var - var_mean), rtol=1e-10)
+        assert np.isnan(got[4])  # ηλ > 2
+    # a window of many relaxation times reads the stationary variance, short by ≈ 2τ/T for τ ≫ 1
+    # (β = 0: (2τ − 2)/T exactly to first order in 1/T; momentum alike)
+    for beta in (0.0, 0.9):
+        lr, window = 0.2 * (1 - beta), 10**6
+        ratio = expected_window_variance(lam[:2], [s], window, lr, beta) / sgd_stationary_variance(lam[:2], s, lr, beta)
+        assert np.allclose(1 - ratio, 2 * relaxation_steps(lam[:2], lr, beta) / window, rtol=0.02)
+
+
+def simulate_window_variance(lam: np.ndarray, noise, eta: float, beta: float, replicas: int, burn_in: int,
+                             window: int):
+    """Each replica's sample variance of x over `window` steps after `burn_in` (torch.optim.SGD on
+    ½λx², gradient noise `noise()` of replicas × directions per step): (mean, standard error) over
+    the replicas, per direction."""
+    x = torch.zeros(replicas, len(lam), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([x], lr=eta, momentum=beta)
+    lam_t, path = torch.as_tensor(lam), []
+    for t in range(burn_in + window):
+        x.grad = lam_t * x.detach() + noise()
+        opt.step()
+        if t >= burn_in:
+            path.append(x.detach().clone())
+    variances = torch.stack(path, dim=1).var(dim=1)  # (replicas, directions), about each window's mean
+    return variances.mean(0).numpy(), (variances.std(0) / np.sqrt(replicas)).numpy()
+
+
+@pytest.mark.parametrize("noise, beta", [("white", 0.9), ("fgn", 0.0)])
+def test_window_variance_matches_simulation(noise, beta):
+    # a window of 400 steps along directions relaxing over 100 … 2.5 steps: with white noise it misses
+    # ~2τ/T of Var x, with fGn at H = 0.7 (long memory) half of it along the slowest direction
+    replicas, eta, window = 2000, 0.2 * (1 - beta), 400
+    lam = np.array([0.05, 0.3, 2.0 * (1 - beta)])
+    gen = torch.Generator().manual_seed(2)
+    if noise == "white":
+        gamma, sample = [1.0], lambda: torch.randn(replicas, len(lam), generator=gen, dtype=torch.float64)
+    else:
+        source = StreamingFGN(0.7, (replicas, len(lam)), generator=gen, dtype=torch.float64)
+        gamma, sample = source.memory(), source.sample
+    measured, se = simulate_window_variance(lam, sample, eta, beta, replicas, 1000, window)
+    predicted = expected_window_variance(lam, gamma, window, eta, beta)
+    stationary = correlated_stationary_variance(lam, gamma, eta, beta)
+    assert predicted[0] < (0.9 if noise == "white" else 0.6) * stationary[0]
+    assert np.all(np.abs(measured - predicted) < 4 * se), ((measured - predicted) / se, predicted / stationary)

@@ -12,9 +12,11 @@ At each measurement (every `every` steps from `start`, and at the end):
   Xie et al. assume C ∝ H near minima; this checks it);
 - the per-step noise variance along each direction, s_i = v_iᵀ C v_i / B times (N − B)/(N − 1)
   under `noise.sampler=epoch` (the batch-noise power of sampling without replacement);
-- on a fixed Hessian (`model=linear` on a regression set, trained by `optimizer=sgd` with
-  `noise=sgd`), the stationary variance that uncorrelated noise of that power would give, per
-  direction (`stats.sgd_stationary_variance`: torch's SGD with momentum, Nesterov, weight decay).
+- on a fixed Hessian (`model=linear` on a regression set, trained by `optimizer=sgd` with a noise
+  mode of finite variance), the variance that uncorrelated noise of that power would give, per
+  direction (torch's SGD with momentum, Nesterov, weight decay), and the same for the noise's own
+  memory: stationary where no window follows, else what the window's sample variance reads in
+  expectation (its mean moves with the slow directions: `stats.expected_window_variance`).
 
 Then the weights are projected on the same directions after each of the next `window` updates; at
 the window's end the variance of each projection is logged beside its eigenvalue, its relaxation
@@ -24,9 +26,9 @@ predictions for the noise's memory (`_predictions`) and for that noise split at 
 weights (`_split_prediction`) account for it.
 On a fixed Hessian the noise variance of the prediction is the mean over `noise_points` evenly
 spaced points of the window (at one point it fluctuates by 4-8% between stationary points of linear
-regression, more than the 10% check allows). The prediction holds in the stationary state: start the analysis after the weights have relaxed
-(`start`), and use windows of many relaxation times (a window shorter than a direction's relaxation
-time sees only part of its variance).
+regression, more than the 10% check allows). The prediction holds in the stationary state: start
+the analysis after the weights have relaxed (`start`); the window's own finite length is accounted
+for, but a window of few relaxation times reads its variance with a large sampling error.
 """
 from __future__ import annotations
 
@@ -40,8 +42,8 @@ from torch import nn
 from sgdexp.analysis.base import Analysis, Measurement
 from sgdexp.curvature import eigenpairs_and_trace, loss_hvp, most_lanczos_eigenpairs, top_eigenpairs
 from sgdexp.errors import ConfigError
-from sgdexp.stats import (correlated_stationary_variance, covariance_hessian_alignment, relaxation_steps,
-                          sgd_stationary_variance)
+from sgdexp.stats import (correlated_stationary_variance, covariance_hessian_alignment, expected_window_variance,
+                          relaxation_steps)
 
 
 def has_fixed_hessian(source) -> bool:
@@ -256,7 +258,7 @@ class Curvature(Analysis):
                            "curvature/weight_variance": variance, "curvature/relaxation_steps": tau})
         if self.noise_count:  # the prediction for the window's mean noise variance
             noise_var = self.noise_sum / self.noise_count
-            self.predicted, self.predicted_correlated = self._predictions(noise_var)
+            self.predicted, self.predicted_correlated = self._predictions(noise_var, self.window)
             if self.weight_sum is not None:
                 self.predicted_split, moving = self._split_prediction(noise_var)
                 out.scalars.update({f"curvature/noise_moving_share/{k}": float(m / v)
@@ -278,35 +280,41 @@ class Curvature(Analysis):
                 out.scalars.update({f"curvature/variance_ratio{suffix}/{k}": float(r) for k, r in zip(self.labels, ratio)})
                 out.arrays[f"curvature/variance_ratio{suffix}"] = ratio
 
-    def _predictions(self, noise_var: np.ndarray):
-        """The stationary variance per direction for uncorrelated noise of per-step variance
-        `noise_var` (`stats.sgd_stationary_variance`), and for noise of that variance with the step
-        noise's own memory (`stats.correlated_stationary_variance`; NaN when it has none)."""
-        c = self.cfg
-        curvature = self.eigenvalues + c.weight_decay
-        uncorrelated = sgd_stationary_variance(curvature, noise_var, c.lr, c.momentum, c.nesterov)
+    def _predictions(self, noise_var: np.ndarray, window: Optional[int] = None):
+        """The variance per direction for uncorrelated noise of per-step variance `noise_var`, and
+        for noise of that variance with the step noise's own memory (NaN when it has none):
+        stationary, or read by a window of `window` steps (`_predicted`)."""
+        uncorrelated = self._predicted(noise_var[:, None], window)
         if not np.any(self.memory[1:] != 0):
-            return uncorrelated, np.full(len(curvature), np.nan)
-        gamma = noise_var[:, None] * self.memory[None, :]
-        return uncorrelated, correlated_stationary_variance(curvature, gamma, c.lr, c.momentum, c.nesterov)
+            return uncorrelated, np.full(len(noise_var), np.nan)
+        return uncorrelated, self._predicted(noise_var[:, None] * self.memory[None, :], window)
 
     def _split_prediction(self, noise_var: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """(stationary variance, moving part) per direction with the window's mean noise variance
-        `noise_var` s̄ split in two: s(θ̄), its value at the window's mean weights θ̄ (the stationary
-        mean), with the step noise's memory, and the rest, s̄ − s(θ̄), the part that moves with the
-        weights (the residuals of linear regression move with them), as uncorrelated noise. Epoch
-        batches cancel the noise of fixed weights within an epoch, not what the weights' own moves
-        within the epoch add: on the epoch_anticorrelation preset that part is a few percent of the
-        noise or less, yet along directions slower than a few epochs, where the anti-correlated part
-        nearly cancels, it sets the variance (README)."""
+        """(variance the window reads, moving part) per direction with the window's mean noise
+        variance `noise_var` s̄ split in two: s(θ̄), its value at the window's mean weights θ̄ (the
+        stationary mean), with the step noise's memory, and the rest, s̄ − s(θ̄), the part that moves
+        with the weights (the residuals of linear regression move with them), as uncorrelated noise.
+        Epoch batches cancel the noise of fixed weights within an epoch, not what the weights' own
+        moves within the epoch add: on the epoch_anticorrelation preset that part is a few percent of
+        the noise or less, yet along directions slower than a few epochs, where the anti-correlated
+        part nearly cancels, it sets the variance (README)."""
         with self.source.at_weights(self.weight_sum / self.window):
             at_mean = self._noise_variance()
+        moving = np.maximum(noise_var - at_mean, 0.0)
+        anticorrelated = self._predicted(at_mean[:, None] * self.memory[None, :], self.window)
+        return anticorrelated + self._predicted(moving[:, None], self.window), moving
+
+    def _predicted(self, autocovariance: np.ndarray, window: Optional[int]) -> np.ndarray:
+        """The variance per direction that step noise of `autocovariance` (a row per direction; one
+        column: uncorrelated) gives SGD on the fixed Hessian: stationary
+        (`stats.correlated_stationary_variance`), or with `window` what the window's sample variance
+        reads in expectation (`stats.expected_window_variance`: the window's mean moves with the slow
+        directions, by ≈ 2τ/T of their variance for uncorrelated noise and far more for long memory)."""
         c = self.cfg
         curvature = self.eigenvalues + c.weight_decay
-        anticorrelated = correlated_stationary_variance(curvature, at_mean[:, None] * self.memory[None, :],
-                                                        c.lr, c.momentum, c.nesterov)
-        moving = np.maximum(noise_var - at_mean, 0.0)
-        return anticorrelated + sgd_stationary_variance(curvature, moving, c.lr, c.momentum, c.nesterov), moving
+        if window:
+            return expected_window_variance(curvature, autocovariance, window, c.lr, c.momentum, c.nesterov)
+        return correlated_stationary_variance(curvature, autocovariance, c.lr, c.momentum, c.nesterov)
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> Dict:

@@ -52,8 +52,8 @@ from .gradient_noise import (
     noise_scale_two_batch,
     trace_from_minibatch_noise,
 )
-from .stationary import (correlated_stationary_variance, epoch_noise_autocorrelation, relaxation_steps,
-                         sgd_stationary_variance)
+from .stationary import (correlated_stationary_variance, epoch_noise_autocorrelation, expected_window_variance,
+                         relaxation_steps, sgd_stationary_variance)
 from .hurst import DEFAULT_HURST_METHOD, HURST_METHODS, fgn_spectral_shape, hurst_exponent
 from .tail import DEFAULT_TAIL_METHOD, TAIL_METHODS, tail_index
 from .survival import KaplanMeier, escape_time_summary, kaplan_meier
@@ -66,7 +66,8 @@ __all__ = [
     "gaussianity_tests", "GaussianityResult", "anderson_darling_normal",
     "gradient_noise_scale", "noise_scale_two_batch", "trace_from_minibatch_noise", "NoiseScale", "gradient_snr", "gradient_snr_from_sums",
     "covariance_hessian_alignment", "Alignment", "cosine",
-    "sgd_stationary_variance", "correlated_stationary_variance", "epoch_noise_autocorrelation", "relaxation_steps",
+    "sgd_stationary_variance", "correlated_stationary_variance", "expected_window_variance", "epoch_noise_autocorrelation",
+    "relaxation_steps",
     "kaplan_meier", "KaplanMeier", "escape_time_summary",
     "line_fit", "LineFit",
     "msd", "diffusion_exponent", "WindowedMSD", "DiffusionExponent", "power_law_fit", "local_exponents", "crossover", "log_lags",

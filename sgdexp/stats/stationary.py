@@ -22,6 +22,7 @@ Lyapunov solution per direction; 4×4 systems solved in one batched `numpy.linal
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import fftconvolve
 
 BLOCK_LAGS = 4096  # lags of the filter's autocorrelation held at once (`correlated_stationary_variance`)
 
@@ -87,28 +88,67 @@ def correlated_stationary_variance(curvature, autocovariance, lr: float, momentu
     var = np.full(lam.size, np.nan)
     if not ok.any():
         return var.reshape(np.shape(curvature)) if np.ndim(curvature) else var
-    lags, gamma = gamma.shape[1], gamma[ok]
-    # blocks of `width` lags: A^m P e₁ for the block's m, built by doubling, then moved on by A^width;
-    # stops where the filter has forgotten (R(m) below 1e-15 of R(0)) or the noise's lags end
-    powers = _unit_noise_covariance(a[ok], b[ok])[:, :, :1]  # (n, 2, 1)
-    jump, width = a[ok], min(lags, BLOCK_LAGS)
+    gamma, total = gamma[ok], np.zeros(int(ok.sum()))
+    for start, r in _filter_autocorrelation(a[ok], b[ok], gamma.shape[1]):
+        weights = np.full(r.shape[1], 2.0)
+        weights[0] = 1.0 if start == 0 else 2.0
+        total += (gamma[:, start : start + r.shape[1]] * r * weights).sum(axis=1)
+    var[ok] = total
+    return var.reshape(np.shape(curvature)) if np.ndim(curvature) else var
+
+
+def _filter_autocorrelation(a: np.ndarray, b: np.ndarray, lags: int):
+    """Yields (start, R) for blocks of the filter's autocorrelation R(m) = e₁ᵀ A^m P e₁ at lags
+    m = start … start + width − 1 < `lags`, one row per direction (`_sgd_system`'s a, b), `BLOCK_LAGS`
+    lags at a time: A^m P e₁ for a block's m built by doubling, then moved on by A^width. Stops after
+    the block where every direction's filter has forgotten (|A^m P e₁| below 1e-15 of R(0))."""
+    powers = _unit_noise_covariance(a, b)[:, :, :1]  # (n, 2, 1)
+    jump, width = a, max(1, min(lags, BLOCK_LAGS))
     while powers.shape[2] < width:
         powers = np.concatenate([powers, jump @ powers], axis=2)
         jump = jump @ jump
-    powers, jump = powers[:, :, :width], np.linalg.matrix_power(a[ok], width)
+    powers, jump = powers[:, :, :width], np.linalg.matrix_power(a, width)
     r0 = powers[:, 0, 0].copy()
-    weights = np.full(width, 2.0)
-    weights[0] = 1.0
-    total = np.zeros(len(r0))
     for start in range(0, lags, width):
-        n = min(width, lags - start)
-        total += (gamma[:, start : start + n] * powers[:, 0, :n] * weights[:n]).sum(axis=1)
-        weights[0] = 2.0
+        yield start, powers[:, 0, : min(width, lags - start)]
         powers = jump @ powers
         if np.all(np.abs(powers).max(axis=(1, 2)) < 1e-15 * r0):
-            break
-    var[ok] = total
-    return var.reshape(np.shape(curvature)) if np.ndim(curvature) else var
+            return
+
+
+def expected_window_variance(curvature, autocovariance, window: int, lr: float, momentum: float = 0.0,
+                             nesterov: bool = False) -> np.ndarray:
+    """E[s²_T], the expected sample variance (unbiased, about the window's own mean) of x over
+    `window` = T consecutive steps of the stationary state along directions of curvature λ (array),
+    for gradient noise of autocovariance γ(0 … L) as in `correlated_stationary_variance` ((s,):
+    uncorrelated). What a window of measured weights reads: its mean moves with x's slow part, so
+
+        E[s²_T] = T/(T − 1) (Var x − Var x̄_T),   Var x̄_T = (1/T) Σ_{|k|<T} (1 − |k|/T) C(k),
+
+    with C(k) = Σ_m γ(|m|) R(|k − m|) the autocovariance of x (R: the filter's, `_filter_autocorrelation`).
+    For uncorrelated noise Var x̄_T ≈ (2τ/T) Var x (τ = 1/(η_eff λ) steps, the window ≫ τ); noise
+    whose autocovariance sums to zero (epoch batches) leaves the window mean almost still; long
+    memory (fGn, H > ½) moves it much more, ~(τ/T)^(2 − 2H): at H = 0.7 a window of 10 τ reads
+    about half of Var x. C from one FFT convolution per direction (scipy's `fftconvolve`) over
+    L + min(T, the filter's memory) lags; memory O(L + T) numbers per direction. NaN where no
+    stationary state exists, and for T < 2."""
+    lam = np.atleast_1d(np.asarray(curvature, dtype=float))
+    gamma = np.asarray(autocovariance, dtype=float)
+    gamma = np.broadcast_to(gamma if gamma.ndim == 2 else gamma[None, :], (lam.size, gamma.shape[-1]))
+    a, b, ok = _sgd_system(lam, lr, momentum, nesterov)
+    out = np.full(lam.size, np.nan)
+    t, lags = int(window), gamma.shape[1]
+    k = np.arange(t)
+    fejer = np.where(k == 0, 1.0, 2.0) * (1 - k / t) / t  # Var x̄_T = Σ_k fejer(k) C(k), k ≥ 0
+    for i in np.flatnonzero(ok & (t >= 2)):
+        # R up to lag L + T − 2 (the farthest |k − m| the window needs), fewer where the filter forgot
+        r = np.concatenate([block[0] for _, block in _filter_autocorrelation(a[i : i + 1], b[i : i + 1], lags + t - 1)])
+        g = gamma[i]
+        full = fftconvolve(np.concatenate([g[::-1], g[1:]]), np.concatenate([r[::-1], r[1:]]))
+        c = full[lags + len(r) - 2 :][:t]  # C(0 … T − 1); 0 past the filter's memory
+        c = np.pad(c, (0, t - len(c)))
+        out[i] = t / (t - 1) * (c[0] - fejer @ c)
+    return out.reshape(np.shape(curvature)) if np.ndim(curvature) else out
 
 
 def epoch_noise_autocorrelation(n: int, batch_size: int) -> np.ndarray:
