@@ -41,4 +41,9 @@ def test_small_sweep_runs_at_a_tiny_size(tmp_cwd):
         assert summary["status"] == "completed"
         for key in ("curvature/variance_ratio/top0", "curvature/relaxation_steps/top15", "noise_memory/autocorrelation_lag1"):
             assert key in summary, key
+        # epoch batches: also Kühn & Rosenow's prediction and the split one; replacement: neither
+        epoch = "noise.sampler=epoch" in (job / ".hydra" / "overrides.yaml").read_text()
+        for key in ("curvature/variance_ratio_correlated/top15", "curvature/variance_ratio_split/top15",
+                    "curvature/noise_moving_share/top15"):
+            assert (key in summary) == epoch, (job, key)
     preset_report(tmp_cwd / "sweep", "Jobs", "Curvature", "Noise memory")
