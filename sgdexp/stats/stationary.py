@@ -18,13 +18,16 @@ of the full covariance in H's eigenbasis depends only on the noise variance alon
 (each direction's recursion involves only its own coordinate), so off-diagonal noise does not enter.
 A weight decay δ acts as curvature λ + δ. Written here because no library offers the SGD-momentum
 Lyapunov solution per direction; 4×4 systems solved in one batched `numpy.linalg.solve`.
+
+Noise with memory (`correlated_stationary_variance`) goes through the filter's autocorrelation, and
+so does what a finite window of the weights reads of their variance (`expected_window_variance`).
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.signal import fftconvolve
 
-BLOCK_LAGS = 4096  # lags of the filter's autocorrelation held at once (`correlated_stationary_variance`)
+BLOCK_LAGS = 4096  # lags of the filter's autocorrelation held at once (`_filter_autocorrelation`)
 
 
 def _sgd_system(lam: np.ndarray, lr: float, momentum: float, nesterov: bool):
