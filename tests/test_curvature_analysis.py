@@ -173,6 +173,20 @@ def test_split_prediction_at_the_mean_weights_leaves_training_unchanged(tmp_path
         assert not [k for k in other if "_split" in k or "moving_share" in k]
 
 
+def test_without_noise_points_the_window_reads_the_measured_noise(tmp_path):
+    # noise_points=0: the window's prediction is for the noise variance measured at its start, as a
+    # window of 200 steps reads it (not the stationary variance)
+    from sgdexp.stats import expected_window_variance
+
+    summary = linear_run(tmp_path, "replacement", 0.0, 0.2, 50, 200, ["dataset.dim=4", "analysis.curvature.noise_points=0"])
+    rows = read_metrics(tmp_path / "replacement-0.0" / "metrics.jsonl")
+    start = next(r for r in rows if "curvature/noise_variance/top0" in r)  # the measurement at step 50
+    assert start["step"] == 50
+    lam, noise = per_direction(summary, "eigenvalue"), per_direction(start, "noise_variance")
+    np.testing.assert_allclose(per_direction(summary, "predicted_variance"),
+                               expected_window_variance(lam, noise[:, None], 200, 0.2), rtol=1e-6)
+
+
 def test_resume_inside_a_split_window_equals_uninterrupted(tmp_path, monkeypatch):
     # the window's weight sum is part of the checkpoint: the split prediction of a resumed run is the same
     overrides = linear_overrides("epoch", 0.9, 0.1, 100, 300, ["dataset.dim=4", "dataset.n_train=256",

@@ -228,6 +228,8 @@ class Curvature(Analysis):
                                              cov_matvec=lambda _: cv)
         noise_var = self._noise_variance(cv)
         self.noise_sum, self.noise_count = np.zeros(len(labels)), 0
+        if self.predicts and not self.noise_positions:  # no window points (noise_points=0): this one stands for them
+            self.noise_sum, self.noise_count = noise_var.copy(), 1
         step_noise = self.noise.step_noise() if self.noise is not None else None
         self.memory = step_noise.autocorrelation if step_noise is not None else np.ones(1)
         s: Dict[str, float] = {"curvature/top_eigenvalue": float(values[0]), "curvature/trace": trace,
