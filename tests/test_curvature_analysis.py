@@ -45,10 +45,7 @@ def per_direction(summary: dict, key: str) -> np.ndarray:
 
 def directions(summary: dict):
     """(eigenvalue, relaxation steps, measured/predicted ratio) per direction, as arrays."""
-    labels = sorted({k.rsplit("/", 1)[1] for k in summary if k.startswith("curvature/variance_ratio/")},
-                    key=lambda label: int(label[3:]))  # top0, top1, ...: eigenvalues descending
-    get = lambda key: np.array([summary[f"curvature/{key}/{label}"] for label in labels])  # noqa: E731
-    return get("eigenvalue"), get("relaxation_steps"), get("variance_ratio")
+    return tuple(per_direction(summary, key) for key in ("eigenvalue", "relaxation_steps", "variance_ratio"))
 
 
 def variance_rel_se(tau: np.ndarray, window: int) -> np.ndarray:

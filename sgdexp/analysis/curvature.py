@@ -42,6 +42,7 @@ from torch import nn
 from sgdexp.analysis.base import Analysis, Measurement
 from sgdexp.curvature import eigenpairs_and_trace, loss_hvp, most_lanczos_eigenpairs, top_eigenpairs
 from sgdexp.errors import ConfigError
+from sgdexp.noise.modes import StepNoise, has_memory
 from sgdexp.stats import (correlated_stationary_variance, covariance_hessian_alignment, expected_window_variance,
                           relaxation_steps)
 
@@ -98,7 +99,11 @@ class Curvature(Analysis):
     def predicts(self) -> bool:
         """Whether the stationary variance is predicted: a fixed Hessian trained by `optimizer=sgd`
         with a noise mode that adds noise of finite variance (not gd, not SαS below α = 2)."""
-        return self.fixed_hessian and self.noise is not None and self.noise.step_noise() is not None
+        return self.fixed_hessian and self._step_noise() is not None
+
+    def _step_noise(self) -> Optional[StepNoise]:
+        """The run's noise mode's `StepNoise`, or None (no mode, or no noise of finite variance)."""
+        return self.noise.step_noise() if self.noise is not None else None
 
     @property
     def splits_noise(self) -> bool:
@@ -108,7 +113,7 @@ class Curvature(Analysis):
         estimate would differ from point to point by more than the few percent the split is)."""
         if not self.predicts:
             return False
-        noise = self.noise.step_noise()
+        noise = self._step_noise()
         return noise.correlated and bool(noise.covariance_scale) and self._noise_from_all
 
     # ------------------------------------------------------------------ schedule
@@ -137,7 +142,7 @@ class Curvature(Analysis):
         """The step noise's variance along each direction (`NoiseMode.step_noise`): its covariance
         scale times diag(Vᵀ C V) (`cv` = C V when already taken) plus its isotropic part; None when
         the mode adds no noise of finite variance."""
-        noise = self.noise.step_noise() if self.noise is not None else None
+        noise = self._step_noise()
         if noise is None:
             return None
         variance = np.full(len(self.labels), noise.isotropic)
@@ -153,13 +158,17 @@ class Curvature(Analysis):
         if ended:
             self._finish_window(out)
         if self.measuring(step):
-            self.measured = (step, self._measure(out))
+            sharpness, noise_var = self._measure(out)
+            self.measured = (step, sharpness)
             if self.window and step + self.window <= self.steps:
                 self.window_end = step + self.window
                 self.projections = torch.zeros(self.window, len(self.labels), dtype=torch.float64, device=self.device)
                 self.weight_sum = (torch.zeros(self.source.dim, dtype=torch.float64, device=self.device)
                                    if self.splits_noise else None)
-            elif not ended:  # no window follows: the prediction at this point is all there is
+                if self.predicts and not self.noise_positions:  # noise_points=0: this point stands for the window's
+                    self.noise_sum, self.noise_count = noise_var.copy(), 1
+            elif not ended and self.predicts:  # no window follows: the prediction at this point is all there is
+                self.predicted, self.predicted_correlated = self._predictions(noise_var)
                 self._log_predictions(out)
         self.last.update(out.scalars)
         return out
@@ -218,8 +227,9 @@ class Curvature(Analysis):
             return None
         return torch.randperm(self.source.n_train, generator=self.generator)[: int(self.cfg.noise_samples)].to(self.device)
 
-    def _measure(self, out: Measurement) -> Dict[str, float]:
-        """One Hessian measurement into `out`; returns its sharpness (top eigenvalue, trace, its s.e.)."""
+    def _measure(self, out: Measurement) -> Tuple[Dict[str, float], Optional[np.ndarray]]:
+        """One Hessian measurement into `out`; returns its sharpness (top eigenvalue, trace, its s.e.)
+        and the step noise's variance along the new directions (None without noise of finite variance)."""
         hvp = loss_hvp(self.source, indices=self.hessian_indices)
         values, vectors, labels, trace, trace_se = self._eigenpairs(hvp)
         self.eigenvalues, self.vectors, self.labels = values, vectors.to(self.device), labels
@@ -228,9 +238,7 @@ class Curvature(Analysis):
                                              cov_matvec=lambda _: cv)
         noise_var = self._noise_variance(cv)
         self.noise_sum, self.noise_count = np.zeros(len(labels)), 0
-        if self.predicts and not self.noise_positions:  # no window points (noise_points=0): this one stands for them
-            self.noise_sum, self.noise_count = noise_var.copy(), 1
-        step_noise = self.noise.step_noise() if self.noise is not None else None
+        step_noise = self._step_noise()
         self.memory = step_noise.autocorrelation if step_noise is not None else np.ones(1)
         s: Dict[str, float] = {"curvature/top_eigenvalue": float(values[0]), "curvature/trace": trace,
                                "curvature/trace_se": trace_se,
@@ -242,11 +250,9 @@ class Curvature(Analysis):
             if noise_var is not None:
                 s[f"curvature/noise_variance/{label}"] = float(noise_var[i])
         self.predicted = self.predicted_correlated = self.predicted_split = np.full(len(labels), np.nan)
-        if self.fixed_hessian and noise_var is not None:
-            self.predicted, self.predicted_correlated = self._predictions(noise_var)
         out.scalars.update(s)
         out.arrays["curvature/eigenvalues"] = np.asarray(values, dtype=float)
-        return {"top_eigenvalue": float(values[0]), "trace": trace, "trace_se": trace_se}
+        return {"top_eigenvalue": float(values[0]), "trace": trace, "trace_se": trace_se}, noise_var
 
     def _finish_window(self, out: Measurement) -> None:
         variance = self.projections.var(dim=0).cpu().numpy()
@@ -287,7 +293,7 @@ class Curvature(Analysis):
         for noise of that variance with the step noise's own memory (NaN when it has none):
         stationary, or read by a window of `window` steps (`_predicted`)."""
         uncorrelated = self._predicted(noise_var[:, None], window)
-        if not np.any(self.memory[1:] != 0):
+        if not has_memory(self.memory):
             return uncorrelated, np.full(len(noise_var), np.nan)
         return uncorrelated, self._predicted(noise_var[:, None] * self.memory[None, :], window)
 

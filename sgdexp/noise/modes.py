@@ -26,6 +26,11 @@ from sgdexp.stats import autocorrelation, epoch_noise_autocorrelation, hurst_exp
 MODES: Registry[type] = Registry("noise.name")
 
 
+def has_memory(autocorrelation: np.ndarray) -> bool:
+    """Whether a noise of autocorrelation ρ(0 … L) is correlated in time (some ρ(k ≥ 1) ≠ 0)."""
+    return bool(np.any(np.asarray(autocorrelation)[1:] != 0))
+
+
 @dataclass
 class StepNoise:
     """The noise a mode adds to the gradient in one step, as a model for predictions on a fixed
@@ -40,7 +45,7 @@ class StepNoise:
     @property
     def correlated(self) -> bool:
         """Whether the noise has memory (a prediction for uncorrelated noise then does not hold)."""
-        return bool(np.any(self.autocorrelation[1:] != 0))
+        return has_memory(self.autocorrelation)
 
 
 class NoiseMode:

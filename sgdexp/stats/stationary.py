@@ -55,6 +55,19 @@ def _unit_noise_covariance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.linalg.solve(np.eye(4) - kron, q.reshape(-1, 4, 1)).reshape(-1, 2, 2)
 
 
+def _per_direction(curvature, autocovariance):
+    """(λ as a 1-d array, γ as one row per direction): the public functions' `curvature` (a number
+    or an array) and `autocovariance` (one row for every direction, or a row per direction)."""
+    lam = np.atleast_1d(np.asarray(curvature, dtype=float))
+    gamma = np.asarray(autocovariance, dtype=float)
+    return lam, np.broadcast_to(gamma if gamma.ndim == 2 else gamma[None, :], (lam.size, gamma.shape[-1]))
+
+
+def _shaped(values: np.ndarray, curvature) -> np.ndarray:
+    """One value per direction in the shape of `curvature` (a 1-element array for a number)."""
+    return values.reshape(np.shape(curvature)) if np.ndim(curvature) else values
+
+
 def sgd_stationary_variance(curvature, noise_variance, lr: float, momentum: float = 0.0,
                             nesterov: bool = False) -> np.ndarray:
     """Stationary Var x along directions of curvature λ (array) for per-step noise variance s.
@@ -66,7 +79,7 @@ def sgd_stationary_variance(curvature, noise_variance, lr: float, momentum: floa
     a, b, ok = _sgd_system(lam, lr, momentum, nesterov)
     var = np.full(lam.size, np.nan)
     var[ok] = s[ok] * _unit_noise_covariance(a[ok], b[ok])[:, 0, 0]
-    return var.reshape(np.shape(curvature)) if np.ndim(curvature) else var
+    return _shaped(var, curvature)
 
 
 def correlated_stationary_variance(curvature, autocovariance, lr: float, momentum: float = 0.0,
@@ -84,20 +97,18 @@ def correlated_stationary_variance(curvature, autocovariance, lr: float, momentu
     autocovariance sums to zero over all lags (epoch batches, ζ_t = w_t − w_{t−1}) leaves flat
     directions (R(m) ≈ R(0) over the noise's memory) with almost no variance. NaN where no
     stationary state exists. Memory: `BLOCK_LAGS` lags per direction at a time, whatever L."""
-    lam = np.atleast_1d(np.asarray(curvature, dtype=float))
-    gamma = np.asarray(autocovariance, dtype=float)
-    gamma = np.broadcast_to(gamma if gamma.ndim == 2 else gamma[None, :], (lam.size, gamma.shape[-1]))
+    lam, gamma = _per_direction(curvature, autocovariance)
     a, b, ok = _sgd_system(lam, lr, momentum, nesterov)
     var = np.full(lam.size, np.nan)
     if not ok.any():
-        return var.reshape(np.shape(curvature)) if np.ndim(curvature) else var
+        return _shaped(var, curvature)
     gamma, total = gamma[ok], np.zeros(int(ok.sum()))
     for start, r in _filter_autocorrelation(a[ok], b[ok], gamma.shape[1]):
         weights = np.full(r.shape[1], 2.0)
         weights[0] = 1.0 if start == 0 else 2.0
         total += (gamma[:, start : start + r.shape[1]] * r * weights).sum(axis=1)
     var[ok] = total
-    return var.reshape(np.shape(curvature)) if np.ndim(curvature) else var
+    return _shaped(var, curvature)
 
 
 def _filter_autocorrelation(a: np.ndarray, b: np.ndarray, lags: int):
@@ -135,9 +146,7 @@ def expected_window_variance(curvature, autocovariance, window: int, lr: float, 
     about half of Var x. C from one FFT convolution per direction (scipy's `fftconvolve`) over
     L + min(T, the filter's memory) lags; memory O(L + T) numbers per direction. NaN where no
     stationary state exists, and for T < 2."""
-    lam = np.atleast_1d(np.asarray(curvature, dtype=float))
-    gamma = np.asarray(autocovariance, dtype=float)
-    gamma = np.broadcast_to(gamma if gamma.ndim == 2 else gamma[None, :], (lam.size, gamma.shape[-1]))
+    lam, gamma = _per_direction(curvature, autocovariance)
     a, b, ok = _sgd_system(lam, lr, momentum, nesterov)
     out = np.full(lam.size, np.nan)
     t, lags = int(window), gamma.shape[1]
@@ -151,7 +160,7 @@ def expected_window_variance(curvature, autocovariance, window: int, lr: float, 
         c = full[lags + len(r) - 2 :][:t]  # C(0 … T − 1); 0 past the filter's memory
         c = np.pad(c, (0, t - len(c)))
         out[i] = t / (t - 1) * (c[0] - fejer @ c)
-    return out.reshape(np.shape(curvature)) if np.ndim(curvature) else out
+    return _shaped(out, curvature)
 
 
 def epoch_noise_autocorrelation(n: int, batch_size: int) -> np.ndarray:
