@@ -29,8 +29,9 @@ Choices, by measurement (scripts/bench_curvature.py, default MLP over the full d
 """
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -42,7 +43,8 @@ from sgdexp.gradients import PER_SAMPLE_BUDGET, GradientSource
 HVP = Callable[[torch.Tensor], torch.Tensor]
 
 
-def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optional[torch.Tensor] = None) -> HVP:
+def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optional[torch.Tensor] = None,
+             graph_budget: Optional[int] = None) -> HVP:
     """v ↦ H v for the Hessian H of the training loss at the current weights: over all N training
     samples, or over the samples `indices` (the mean loss of that subset) when given.
 
@@ -50,11 +52,15 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
     dtype. The weights are read at each call (the operator follows the model as it trains).
 
     Each product is a second backward pass through the graph of the gradient (reverse over reverse).
-    When the training set is one chunk (N ≤ `chunk_size`), that graph is built once and reused for
-    as long as no parameter or buffer changes (compared with a copy at each call): a product on the
-    default MLP over digits then costs about 3 gradient evaluations (4 when the graph is rebuilt,
-    7 for torch.func's jvp of grad). With several chunks it is rebuilt chunk by chunk, so memory
-    stays that of one chunk's backward pass.
+    Each chunk's graph is built once and reused for as long as no parameter or buffer changes
+    (compared with a copy at each call): a product on the default MLP over digits then costs about
+    3 gradient evaluations (4 when the graph is rebuilt, 7 for torch.func's jvp of grad). A training
+    set of one chunk (N ≤ `chunk_size`) always keeps its graph, which a product needs whole anyway.
+    With several chunks, the first ones keep theirs while the tensors those graphs hold stay within
+    `graph_budget` bytes (default `graph_budget_bytes(device)`), and the rest are built again chunk
+    by chunk at each product, so memory stays the budget plus one chunk's backward pass. On the
+    default MLP over 60000 samples of 784 features in 30 chunks, keeping all 30 graphs (106 MiB)
+    took a product from 1.27 s to 0.57 s on one thread (scripts/bench_hvp_graphs.py).
 
     `block`: vectors per batched backward pass (`is_grads_batched`). Default: 1 on CPU, where
     batching measured slower per vector than a loop (a product of the default MLP is already a
@@ -73,26 +79,36 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
 
     if block is None:
         block = 1 if device.type == "cpu" else max(1, PER_SAMPLE_BUDGET // source.dim)
+    if graph_budget is None:
+        graph_budget = graph_budget_bytes(device)
     cache: dict = {}
 
-    def chunk_grads(x: torch.Tensor, y: torch.Tensor) -> tuple:
+    def chunk_grads(x: torch.Tensor, y: torch.Tensor) -> Tuple[tuple, int]:
+        """The chunk's gradient with its graph, and the bytes of the tensors that graph holds (not
+        the weights' nor the data's, which it shares)."""
         # the model's mode and BatchNorm's hooks matter where it runs forward, not for products on
         # a kept graph (no hooks set and removed at every product)
         with source.second_order_mode():
-            loss = source.loss_fn(model(x), y) * (len(x) / n)
-            return torch.autograd.grad(loss, params, create_graph=True)
+            grads, held = with_graph_bytes(lambda: torch.autograd.grad(
+                source.loss_fn(model(x), y) * (len(x) / n), params, create_graph=True), (*params, x_all, y_all))
+        return grads, held + sum(g.nbytes for g in grads)
 
     def gradient_graphs() -> Iterator[tuple]:
-        if n > chunk_size:
-            cache.clear()
-            yield from (chunk_grads(x, y) for x, y in chunks())
-            return
+        """Each chunk's gradient with its graph: the kept ones, then the others built anew."""
         if not source.weights_unchanged(cache.get("weights")):  # a pass over d numbers, small next to a product
-            cache.clear()
-            x, y = next(chunks())
-            cache["grads"] = chunk_grads(x, y)
-            cache["weights"] = source.weights_snapshot()
-        yield cache["grads"]
+            cache.update(weights=source.weights_snapshot(), kept=[], room=graph_budget, keeping=True)
+        kept = cache["kept"]
+        yield from kept
+        for x, y in itertools.islice(chunks(), len(kept), None):
+            grads, size = chunk_grads(x, y)
+            # a prefix of the chunks keeps its graphs (the first chunk past the budget ends it), so
+            # that the kept ones are always the first len(kept); one chunk in all is always kept
+            if cache["keeping"] and (size <= cache["room"] or n <= chunk_size):
+                kept.append(grads)
+                cache["room"] -= size
+            else:
+                cache["keeping"] = False
+            yield grads
 
     def products(grads: tuple, vs: torch.Tensor) -> torch.Tensor:
         """H_chunk @ each row of vs, as (k, dim); parameters whose gradient is constant give zeros."""
@@ -116,6 +132,38 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
         return out[0] if single else out
 
     return hvp
+
+
+def with_graph_bytes(fn: Callable[[], Any], shared: Sequence[torch.Tensor] = ()) -> Tuple[Any, int]:
+    """fn()'s result, and the bytes of the tensors autograd saved for backward while it ran: what
+    the graphs it built hold for as long as they live. Each storage is counted once, and none that
+    a tensor of `shared` (the weights, the data) already holds."""
+    known = {t.untyped_storage().data_ptr() for t in shared}
+    held: Dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in known:
+            held[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = fn()
+    return result, sum(held.values())
+
+
+GRAPH_BUDGET = 1 << 30  # bytes of kept gradient graphs on a CPU (see `graph_budget_bytes`)
+
+
+def graph_budget_bytes(device: torch.device) -> int:
+    """The bytes `loss_hvp` lets the chunks' kept gradient graphs hold: 1 GiB in main memory, a
+    quarter of what is free on a CUDA device when the operator is made. Measured per chunk of 2048
+    samples (`with_graph_bytes`): the default MLP on 784 features 3.5 MiB (all 60k MNIST-sized
+    samples fit), `model=cnn` on 28x28 images 787 MiB (one chunk of MNIST's 30 on a CPU), a
+    ResNet-20 on CIFAR-10 6 GiB (none on a CPU; 5 of 25 on a GPU with 130 GB free)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 4
+    return GRAPH_BUDGET
 
 
 class KrylovSketch:

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian
 
-from sgdexp.curvature import KrylovSketch, eigenpairs_and_trace, hutchinson_trace, loss_hvp, sharpness, top_eigenpairs
+from sgdexp.curvature import (KrylovSketch, eigenpairs_and_trace, hutchinson_trace, loss_hvp, sharpness, top_eigenpairs,
+                              with_graph_bytes)
 from sgdexp.data import Dataset
 from sgdexp.gradients import GradientSource
 
@@ -80,9 +81,11 @@ def test_hvp_on_a_subset_is_the_subset_loss_hessian(chunk_size):
     assert not torch.allclose(hv, (H @ v.double().T).T, rtol=1e-2)
 
 
-def test_hvp_single_chunk_cached_graph_follows_the_weights():
-    """N ≤ chunk_size: the gradient graph is reused between calls, and rebuilt after the weights move."""
-    src = _source()
+@pytest.mark.parametrize("chunk_size", [1000, 16])
+def test_hvp_cached_graphs_follow_the_weights(chunk_size):
+    """The gradient graphs (of one chunk, and of 4 within the default budget) are reused between
+    calls, and rebuilt after the weights move."""
+    src = _source(chunk_size=chunk_size)
     hvp = loss_hvp(src)
     v = torch.randn(3, src.dim, generator=torch.Generator().manual_seed(6))
     H = _explicit_hessian(src)
@@ -95,6 +98,49 @@ def test_hvp_single_chunk_cached_graph_follows_the_weights():
     moved = hvp(v)
     assert not torch.allclose(moved, first)
     assert torch.allclose(moved.double(), (H2 @ v.double().T).T, rtol=1e-4, atol=1e-5 * float(H2.abs().max()))
+
+
+def _forwards_per_product(src: GradientSource, **kwargs) -> int:
+    """Forward passes of the model in a product after the operator's first (the chunks whose
+    gradient graph `loss_hvp` did not keep), checking that the product is the same."""
+    hvp = loss_hvp(src, **kwargs)
+    v = torch.randn(2, src.dim, generator=torch.Generator().manual_seed(8))
+    first = hvp(v)
+    calls = []
+    handle = src.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        again = hvp(v)
+    finally:
+        handle.remove()
+    assert torch.equal(again, first)
+    return len(calls)
+
+
+def test_with_graph_bytes_counts_what_the_graph_saves():
+    """exp saves its output (1000 float32: 4000 bytes); a product of a tensor with itself saves that
+    tensor, which is not counted when shared, and is counted once when not."""
+    a = torch.randn(1000, requires_grad=True)
+    out, held = with_graph_bytes(lambda: a.exp().sum())
+    assert held == 4000 and torch.allclose(out, a.detach().exp().sum())
+    assert with_graph_bytes(lambda: (a * a).sum(), (a,))[1] == 0
+    assert with_graph_bytes(lambda: (a * a).sum())[1] == 4000
+    assert with_graph_bytes(lambda: (a.detach() * 2).sum())[1] == 0  # no graph
+
+
+def test_hvp_keeps_chunk_graphs_within_the_budget():
+    """Several chunks keep their graphs while the tensors they hold fit `graph_budget` bytes, the
+    first chunks first; the others are built again at each product. One chunk in all is kept
+    whatever the budget (a product needs its graph whole anyway)."""
+    src = _source(chunk_size=16)  # 60 samples: 4 chunks
+    assert _forwards_per_product(src, graph_budget=0) == 4
+    assert _forwards_per_product(src) == 0  # the default budget holds this toy many times over
+    rebuilt = [_forwards_per_product(src, graph_budget=2 ** k) for k in range(6, 20)]
+    assert rebuilt == sorted(rebuilt, reverse=True) and rebuilt[0] == 4 and rebuilt[-1] == 0
+    assert any(0 < r < 4 for r in rebuilt)  # a prefix of the chunks kept, the rest rebuilt
+    v = torch.randn(3, src.dim, generator=torch.Generator().manual_seed(9))
+    kept, rebuilt_each_time = loss_hvp(src)(v), loss_hvp(src, graph_budget=0)(v)
+    assert torch.allclose(kept, rebuilt_each_time, rtol=1e-6, atol=1e-8)
+    assert _forwards_per_product(_source(), graph_budget=0) == 0
 
 
 class _BatchNormTanh(nn.BatchNorm1d):
