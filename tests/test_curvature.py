@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian
 
-from sgdexp.curvature import (KrylovSketch, eigenpairs_and_trace, hutchinson_trace, loss_hvp, sharpness, top_eigenpairs,
-                              with_graph_bytes)
+from sgdexp.curvature import (GRAPH_BUDGET, KrylovSketch, eigenpairs_and_trace, graph_budget_bytes, hutchinson_trace,
+                              loss_hvp, sharpness, top_eigenpairs, with_graph_bytes)
 from sgdexp.data import Dataset
 from sgdexp.gradients import GradientSource
 
@@ -125,6 +125,15 @@ def test_with_graph_bytes_counts_what_the_graph_saves():
     assert with_graph_bytes(lambda: (a * a).sum(), (a,))[1] == 0
     assert with_graph_bytes(lambda: (a * a).sum())[1] == 4000
     assert with_graph_bytes(lambda: (a.detach() * 2).sum())[1] == 0  # no graph
+
+
+def test_graph_budget_is_a_quarter_of_a_cuda_devices_free_memory(monkeypatch):
+    """On CUDA the kept graphs may take a quarter of the device's free memory when the operator is
+    made (mem_get_info stands in for a device here); in main memory, the fixed budget."""
+    asked = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: asked.append(device) or (8 << 30, 16 << 30))
+    assert graph_budget_bytes(torch.device("cuda", 1)) == 2 << 30 and asked == [torch.device("cuda", 1)]
+    assert graph_budget_bytes(torch.device("cpu")) == GRAPH_BUDGET == 1 << 30
 
 
 def test_hvp_keeps_chunk_graphs_within_the_budget():
