@@ -17,7 +17,7 @@ import time
 import torch
 
 from sgdexp.config import compose_config
-from sgdexp.curvature import graph_budget_bytes, loss_hvp, with_graph_bytes
+from sgdexp.curvature import gradient_graph, graph_budget_bytes, loss_hvp
 from sgdexp.tasks.setup import build_setup
 
 
@@ -44,12 +44,9 @@ def main() -> None:
     setup = build_setup(compose_config(["device=cpu", "logger=none", "dataset=gaussian_mixture",
                                         f"dataset.n_train={n}", "dataset.dim=784", *args.overrides]))
     src = setup.source
-    src.model.eval()
     chunks = -(-src.n_train // src.chunk_size)
     x, y = src.data.x_train[: src.chunk_size], src.data.y_train[: src.chunk_size]
-    _, held = with_graph_bytes(lambda: torch.autograd.grad(src.loss_fn(src.model(x), y), src.params, create_graph=True),
-                               (*src.params, src.data.x_train, src.data.y_train))
-    held += 4 * src.dim  # the chunk's gradient itself
+    _, held = gradient_graph(src, x, y, shared=(src.data.x_train, src.data.y_train))
     print(f"model d={src.dim}, N={src.n_train} in {chunks} chunks of {src.chunk_size}, torch threads "
           f"{torch.get_num_threads()}; one chunk's graph holds {held / 2 ** 20:.1f} MiB, all {chunks} "
           f"{chunks * held / 2 ** 20:.0f} MiB (budget {graph_budget_bytes(torch.device('cpu')) / 2 ** 30:.0f} GiB)")

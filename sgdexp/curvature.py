@@ -67,7 +67,7 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
     large matmul; k at once multiplies the memory traffic: 15 ms/vector at k=1, 20 at k=4, 27 at
     k=16, under load), and up to `PER_SAMPLE_BUDGET` numbers of vectors on accelerators, where
     small products would leave the device idle."""
-    model, params = source.model, source.params
+    params = source.params
     dtype, device = params[0].dtype, params[0].device
     x_all, y_all = source.data.x_train, source.data.y_train
     if indices is not None:
@@ -83,16 +83,6 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
         graph_budget = graph_budget_bytes(device)
     cache: dict = {}
 
-    def chunk_grads(x: torch.Tensor, y: torch.Tensor) -> Tuple[tuple, int]:
-        """The chunk's gradient with its graph, and the bytes of the tensors that graph holds (not
-        the weights' nor the data's, which it shares)."""
-        # the model's mode and BatchNorm's hooks matter where it runs forward, not for products on
-        # a kept graph (no hooks set and removed at every product)
-        with source.second_order_mode():
-            grads, held = with_graph_bytes(lambda: torch.autograd.grad(
-                source.loss_fn(model(x), y) * (len(x) / n), params, create_graph=True), (*params, x_all, y_all))
-        return grads, held + sum(g.nbytes for g in grads)
-
     def gradient_graphs() -> Iterator[tuple]:
         """Each chunk's gradient with its graph: the kept ones, then the others built anew."""
         if not source.weights_unchanged(cache.get("weights")):  # a pass over d numbers, small next to a product
@@ -100,7 +90,7 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
         kept = cache["kept"]
         yield from kept
         for x, y in itertools.islice(chunks(), len(kept), None):
-            grads, size = chunk_grads(x, y)
+            grads, size = gradient_graph(source, x, y, len(x) / n, shared=(x_all, y_all))
             # a prefix of the chunks keeps its graphs (the first chunk past the budget ends it), so
             # that the kept ones are always the first len(kept); one chunk in all is always kept
             if cache["keeping"] and (size <= cache["room"] or n <= chunk_size):
@@ -133,6 +123,20 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
 
     return hvp
 
+
+
+def gradient_graph(source: GradientSource, x: torch.Tensor, y: torch.Tensor, scale: float = 1.0,
+                   shared: Sequence[torch.Tensor] = ()) -> Tuple[tuple, int]:
+    """The gradient of `scale` times the mean loss over (x, y), with its graph (for products), and
+    the bytes that graph and the gradient hold beyond the weights and the tensors `shared` (the data
+    x and y are views of)."""
+    # the model's mode and BatchNorm's hooks matter where it runs forward, not for products on a
+    # kept graph (no hooks set and removed at every product)
+    with source.second_order_mode():
+        grads, held = with_graph_bytes(lambda: torch.autograd.grad(
+            source.loss_fn(source.model(x), y) * scale, source.params, create_graph=True),
+            (*source.params, x, y, *shared))
+    return grads, held + sum(g.nbytes for g in grads)
 
 def with_graph_bytes(fn: Callable[[], Any], shared: Sequence[torch.Tensor] = ()) -> Tuple[Any, int]:
     """fn()'s result, and the bytes of the tensors autograd saved for backward while it ran: what
