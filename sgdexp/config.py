@@ -53,6 +53,9 @@ class TrainerConfig:
     # or whose train accuracy is at least this (classification); with both, whichever comes first
     stop_at_train_accuracy: Optional[float] = ranged(None, gt=0.0, le=1.0)
     chunk_size: int = ranged(2048, ge=1)  # most samples per forward pass in full-batch work
+    # MiB of chunk gradient graphs that Hessian-vector products keep between products
+    # (None: 1024 in main memory, a quarter of a CUDA device's free memory)
+    hvp_graph_mib: Optional[int] = ranged(None, ge=0)
     compile: bool = False  # torch.compile per-sample gradient kernels and noise samplers (2-20 s once per process)
     progress: bool = True
     figures: bool = True  # the report's figures at the end: figures/*.png and W&B images

@@ -57,7 +57,8 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
     3 gradient evaluations (4 when the graph is rebuilt, 7 for torch.func's jvp of grad). A training
     set of one chunk (N ≤ `chunk_size`) always keeps its graph, which a product needs whole anyway.
     With several chunks, the first ones keep theirs while the tensors those graphs hold stay within
-    `graph_budget` bytes (default `graph_budget_bytes(device)`), and the rest are built again chunk
+    `graph_budget` bytes (default `source.graph_budget`, `trainer.hvp_graph_mib`, or where that is
+    None `graph_budget_bytes(device)`), and the rest are built again chunk
     by chunk at each product, so memory stays the budget plus one chunk's backward pass. On the
     default MLP over 60000 samples of 784 features in 30 chunks, keeping all 30 graphs (106 MiB)
     took a product from 1.27 s to 0.57 s on one thread (scripts/bench_hvp_graphs.py).
@@ -80,7 +81,7 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
     if block is None:
         block = 1 if device.type == "cpu" else max(1, PER_SAMPLE_BUDGET // source.dim)
     if graph_budget is None:
-        graph_budget = graph_budget_bytes(device)
+        graph_budget = source.graph_budget if source.graph_budget is not None else graph_budget_bytes(device)
     cache: dict = {}
 
     def gradient_graphs() -> Iterator[tuple]:

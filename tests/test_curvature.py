@@ -152,6 +152,21 @@ def test_hvp_keeps_chunk_graphs_within_the_budget():
     assert _forwards_per_product(_source(), graph_budget=0) == 0
 
 
+def test_graph_budget_from_the_config():
+    """`trainer.hvp_graph_mib` reaches the gradient source, whose budget `loss_hvp` takes when it is
+    given none (null: the device's default)."""
+    from conftest import make_cfg
+    from sgdexp.tasks.setup import build_setup
+
+    assert build_setup(make_cfg(["trainer.hvp_graph_mib=3"])).source.graph_budget == 3 << 20
+    assert build_setup(make_cfg()).source.graph_budget is None
+    src = _source(chunk_size=16)  # 4 chunks
+    src.graph_budget = 0
+    assert _forwards_per_product(src) == 4
+    src.graph_budget = 1 << 20
+    assert _forwards_per_product(src) == 0
+
+
 class _BatchNormTanh(nn.BatchNorm1d):
     """A BatchNorm subclass that does more in forward (like timm's BatchNormAct2d)."""
 

@@ -40,6 +40,8 @@ def build_setup(cfg: DictConfig) -> Setup:
     torch.manual_seed(cfg.seed)  # model initialisation
     model = build_model(cfg.model, data.input_shape, data.num_outputs).to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
-    source = GradientSource(model, data, cfg.trainer.chunk_size, cfg.trainer.compile)
+    graph_mib = cfg.trainer.hvp_graph_mib
+    source = GradientSource(model, data, cfg.trainer.chunk_size, cfg.trainer.compile,
+                            graph_budget=None if graph_mib is None else int(graph_mib) << 20)
     noise = make_noise_mode(cfg.noise, source, cfg.seed, device)
     return Setup(device, data, model, optimizer, source, noise)
