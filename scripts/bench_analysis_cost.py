@@ -17,13 +17,21 @@ directly). Both from whole runs and from the analyses' own calls, which the trai
 includes what an analysis costs training indirectly (caches it evicts). Add an analysis by
 adding a line to ANALYSES (its overrides), a model by adding one to MODELS. `--quick`: one repeat and
 a smaller ResNet (depth 8, width 8), so the ResNet figure is a lower bound there.
+
+`--command`: instead, the whole `python -m sgdexp` command as a user runs it (W&B offline, figures
+drawn, start-up and all), timed from outside, without and with each entry of ANALYSES: what a user
+waits for, where the figures above count the training loop alone.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -54,6 +62,35 @@ def run_summary(overrides: List[str], steps: int) -> dict:
         run_task(compose_config(["device=cpu", "logger=none", "trainer.progress=false", "trainer.figures=false",
                                  f"trainer.steps={steps}", *overrides]), Path(tmp))
         return json.loads((Path(tmp) / "summary.json").read_text())
+
+
+def command_seconds(overrides: List[str], steps: int) -> float:
+    """Wall time of `python -m sgdexp` with the default logger (W&B offline) and figures, in a
+    temporary working directory."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "sgdexp", "device=cpu", "trainer.progress=false", "hydra.run.dir=run",
+                        f"trainer.steps={steps}", *overrides], cwd=tmp, env=env, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+
+def command_costs(models: List[str], analyses: Dict[str, List[str]], repeats: int, steps: int,
+                  overrides: List[str]) -> None:
+    """`--command`: each analysis' extra wall time of the whole command over the plain command's,
+    the median over repeats of interleaved pairs, and fastest against fastest."""
+    for model in models:
+        plain, times = [], {name: [] for name in analyses}
+        for _ in range(repeats):
+            plain.append(command_seconds(MODELS[model] + overrides, steps))
+            for name, extra in analyses.items():
+                times[name].append(command_seconds(MODELS[model] + overrides + extra, steps))
+        print(f"{model:8s} plain command        {statistics.median(plain):8.2f} s (median; "
+              f"{min(plain):.2f}-{max(plain):.2f})")
+        for name, runs in times.items():
+            cost = statistics.median((t - p) / p for t, p in zip(runs, plain))
+            print(f"{model:8s} + {name:18s} {statistics.median(runs):8.2f} s   cost {100 * cost:6.1f}%"
+                  f"   (fastest against fastest: {100 * (min(runs) / min(plain) - 1):5.1f}%)")
 
 
 def wall_time(summary: dict) -> Tuple[float, float]:
@@ -90,6 +127,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {list(MODELS)}")
     parser.add_argument("--analyses", default=",".join(ANALYSES),
                         help=f"comma-separated, of {list(ANALYSES)} (e.g. only the target's on a long ResNet run)")
+    parser.add_argument("--command", action="store_true",
+                        help="time the whole `python -m sgdexp` command (start-up, W&B offline, figures)")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run (e.g. noise.batch_size=128)")
     args = parser.parse_args()
     analyses = {name: ANALYSES[name] for name in args.analyses.split(",")}
@@ -97,6 +136,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (1 if args.quick else 3)
     steps = args.steps
+    if args.command:
+        print(f"whole commands, {repeats} repeat(s), {steps} steps; cost = extra wall time / plain command; "
+              f"overrides {args.overrides}")
+        command_costs(args.models.split(","), analyses, repeats, steps, args.overrides)
+        return
     print(f"torch threads {torch.get_num_threads()}, {repeats} repeat(s), {steps} steps; "
           f"cost = extra wall time / plain run; overrides {args.overrides}")
     for model in args.models.split(","):
