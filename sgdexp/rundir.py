@@ -45,6 +45,7 @@ RESUMABLE_KEYS = (
     "trainer.eval_every",
     "trainer.checkpoint_every",
     "trainer.progress",
+    "trainer.hvp_graph_mib",  # memory only: Hessian products are the same numbers kept or rebuilt (tested)
     "device",
     "logger.*",
 )

@@ -148,7 +148,8 @@ def test_hvp_keeps_chunk_graphs_within_the_budget():
     assert any(0 < r < 4 for r in rebuilt)  # a prefix of the chunks kept, the rest rebuilt
     v = torch.randn(3, src.dim, generator=torch.Generator().manual_seed(9))
     kept, rebuilt_each_time = loss_hvp(src)(v), loss_hvp(src, graph_budget=0)(v)
-    assert torch.allclose(kept, rebuilt_each_time, rtol=1e-6, atol=1e-8)
+    # the same numbers (so the budget may change when a run resumes: sgdexp.rundir.RESUMABLE_KEYS)
+    assert torch.equal(kept, rebuilt_each_time)
     assert _forwards_per_product(_source(), graph_budget=0) == 0
 
 

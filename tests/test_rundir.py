@@ -87,6 +87,8 @@ def test_steps_may_not_stretch_a_schedule_laid_out_over_them():
     changed = check_resume(make_cfg(SHORT + ["trainer.lr_schedule=cosine", "device=auto", "logger=wandb"]), old, step=40)
     assert changed["device"] == ("cpu", "auto") and changed["logger.name"] == ("none", "wandb")
     assert all(k == "device" or k.startswith("logger.") for k in changed)
+    changed = check_resume(make_cfg(SHORT + ["trainer.lr_schedule=cosine", "trainer.hvp_graph_mib=256"]), old, step=40)
+    assert changed == {"trainer.hvp_graph_mib": (None, 256)}
 
 
 def test_a_key_added_since_the_checkpoint_resumes_only_at_null():
