@@ -107,6 +107,25 @@ def test_sections_from_other_analyses_appear_where_their_files_are(tmp_path):
     assert "Escape survival" in html and "Msd" in html
 
 
+def test_a_key_logged_once_is_drawn_only_to_compare_jobs(tmp_path):
+    """A run that measured curvature once (its end) has no curvature figure, only the number; keys
+    with a line are drawn; two such runs side by side are (one point each)."""
+    from sgdexp.report.loading import load_run
+
+    for name, top in (("a", 5.0), ("b", 7.0)):
+        rows = [{"step": s, "train/loss": 1 / (s + 1), "generalization/weight_norm": 3.0 + s} for s in (0, 50, 100)]
+        rows[-1].update({"curvature/top_eigenvalue": top, "curvature/trace": 4 * top})
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (tmp_path / name / "summary.json").write_text(json.dumps({"status": "completed", "step": 100}))
+    runs = [load_run(tmp_path / "a"), load_run(tmp_path / "b")]
+    alone = run_figures(runs[:1])
+    assert "curvature" not in alone and {"training", "generalization"} <= set(alone)
+    together = run_figures(runs)
+    assert [ax.get_title() for ax in together["curvature"].axes if ax.get_visible()] == [
+        "curvature/top_eigenvalue", "curvature/trace"]
+
+
 def test_diffusion_and_curvature_figures_show_their_headline_keys_first(tmp_path):
     """γ through training, the persistence and the C-H alignment are drawn; the record's width (a
     constant) and the path length are not; a run's MSD legend gives the exponents below → above the

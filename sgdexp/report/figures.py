@@ -142,8 +142,11 @@ def panel_grid(n: int):
 
 
 def _plot_keys(runs: Sequence[Run], keys: Sequence[str], title: str) -> Optional[Figure]:
-    """One panel per key, its value over steps: one line per job, one colour per group (`_lines`)."""
-    keys = [k for k in keys if any(r.series(k)[0] for r in runs)]
+    """One panel per key, its value over steps: one line per job, one colour per group (`_lines`).
+    A key is drawn where there is a line or jobs to compare: with one job, a key it logged once
+    (curvature's end-of-run measurement in a short run) is a number in summary.json, not a figure."""
+    least = 2 if len(runs) == 1 else 1
+    keys = [k for k in keys if any(len(r.series(k)[0]) >= least for r in runs)]
     if not keys:
         return None
     fig, axes = panel_grid(len(keys))
