@@ -75,22 +75,20 @@ def command_seconds(overrides: List[str], steps: int) -> float:
         return time.perf_counter() - start
 
 
-def command_costs(models: List[str], analyses: Dict[str, List[str]], repeats: int, steps: int,
-                  overrides: List[str]) -> None:
+def command_costs(model: str, overrides: List[str], analyses: Dict[str, List[str]], repeats: int, steps: int) -> None:
     """`--command`: each analysis' extra wall time of the whole command over the plain command's,
     the median over repeats of interleaved pairs, and fastest against fastest."""
-    for model in models:
-        plain, times = [], {name: [] for name in analyses}
-        for _ in range(repeats):
-            plain.append(command_seconds(MODELS[model] + overrides, steps))
-            for name, extra in analyses.items():
-                times[name].append(command_seconds(MODELS[model] + overrides + extra, steps))
-        print(f"{model:8s} plain command        {statistics.median(plain):8.2f} s (median; "
-              f"{min(plain):.2f}-{max(plain):.2f})")
-        for name, runs in times.items():
-            cost = statistics.median((t - p) / p for t, p in zip(runs, plain))
-            print(f"{model:8s} + {name:18s} {statistics.median(runs):8.2f} s   cost {100 * cost:6.1f}%"
-                  f"   (fastest against fastest: {100 * (min(runs) / min(plain) - 1):5.1f}%)")
+    plain: List[float] = []
+    times: Dict[str, List[float]] = {name: [] for name in analyses}
+    for _ in range(repeats):
+        plain.append(command_seconds(overrides, steps))
+        for name, extra in analyses.items():
+            times[name].append(command_seconds(overrides + extra, steps))
+    print(f"{model:8s} plain command        {statistics.median(plain):8.2f} s (median; {min(plain):.2f}-{max(plain):.2f})")
+    for name, runs in times.items():
+        cost = statistics.median((t - p) / p for t, p in zip(runs, plain))
+        print(f"{model:8s} + {name:18s} {statistics.median(runs):8.2f} s   cost {100 * cost:6.1f}%"
+              f"   (fastest against fastest: {100 * (min(runs) / min(plain) - 1):5.1f}%)")
 
 
 def wall_time(summary: dict) -> Tuple[float, float]:
@@ -139,12 +137,14 @@ def main() -> None:
     if args.command:
         print(f"whole commands, {repeats} repeat(s), {steps} steps; cost = extra wall time / plain command; "
               f"overrides {args.overrides}")
-        command_costs(args.models.split(","), analyses, repeats, steps, args.overrides)
-        return
-    print(f"torch threads {torch.get_num_threads()}, {repeats} repeat(s), {steps} steps; "
-          f"cost = extra wall time / plain run; overrides {args.overrides}")
+    else:
+        print(f"torch threads {torch.get_num_threads()}, {repeats} repeat(s), {steps} steps; "
+              f"cost = extra wall time / plain run; overrides {args.overrides}")
     for model in args.models.split(","):
         run_overrides = (QUICK_MODELS.get(model, MODELS[model]) if args.quick else MODELS[model]) + args.overrides
+        if args.command:
+            command_costs(model, run_overrides, analyses, repeats, steps)
+            continue
         # Repeats interleave the plain run with each analysis run, and a cost is the median over
         # repeats of (t_with - t_plain) / t_plain of one repeat: on a shared VM the wall time of a
         # 0.5 s run drifts by +-20% between minutes, and a pair taken together shares the drift.
