@@ -64,6 +64,13 @@ def run_summary(overrides: List[str], steps: int) -> dict:
         return json.loads((Path(tmp) / "summary.json").read_text())
 
 
+def paired_cost(times: List[float], plain: List[float]) -> Tuple[float, float]:
+    """(the median over repeats of (t_with − t_plain) / t_plain of each interleaved pair, the fastest
+    run with the analysis against the fastest without). The second because the VM's noise only ever
+    adds time, so the minimum is the steadier estimate of a run's own time over many repeats (timeit)."""
+    return (statistics.median((t - p) / p for t, p in zip(times, plain)), min(times) / min(plain) - 1)
+
+
 def command_seconds(overrides: List[str], steps: int) -> float:
     """Wall time of `python -m sgdexp` with the default logger (W&B offline) and figures, in a
     temporary working directory."""
@@ -86,9 +93,9 @@ def command_costs(model: str, overrides: List[str], analyses: Dict[str, List[str
             times[name].append(command_seconds(overrides + extra, steps))
     print(f"{model:8s} plain command        {statistics.median(plain):8.2f} s (median; {min(plain):.2f}-{max(plain):.2f})")
     for name, runs in times.items():
-        cost = statistics.median((t - p) / p for t, p in zip(runs, plain))
+        cost, fastest = paired_cost(runs, plain)
         print(f"{model:8s} + {name:18s} {statistics.median(runs):8.2f} s   cost {100 * cost:6.1f}%"
-              f"   (fastest against fastest: {100 * (min(runs) / min(plain) - 1):5.1f}%)")
+              f"   (fastest against fastest: {100 * fastest:5.1f}%)")
 
 
 def wall_time(summary: dict) -> Tuple[float, float]:
@@ -161,10 +168,7 @@ def main() -> None:
         print(f"{model:8s} plain run            {base:8.2f} s (median; {min(plain):.2f}-{max(plain):.2f})")
         extra, own_extra = {}, {}
         for name, runs in times.items():
-            cost = statistics.median((t - p) / p for (t, _), p in zip(runs, plain))
-            # the fastest run of each against each other: the VM's noise only ever adds time, so the
-            # minimum is the steadier estimate of a run's own time when there are many repeats (timeit)
-            fastest = min(t for t, _ in runs) / min(plain) - 1
+            cost, fastest = paired_cost([t for t, _ in runs], plain)
             own = statistics.median(o for _, o in runs)
             extra[name], own_extra[name] = cost * base, own * base
             print(f"{model:8s} + {name:18s} {statistics.median(t for t, _ in runs):8.2f} s   cost {100 * cost:6.1f}%"

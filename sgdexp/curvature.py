@@ -57,9 +57,8 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
     3 gradient evaluations (4 when the graph is rebuilt, 7 for torch.func's jvp of grad). A training
     set of one chunk (N ≤ `chunk_size`) always keeps its graph, which a product needs whole anyway.
     With several chunks, the first ones keep theirs while the tensors those graphs hold stay within
-    `graph_budget` bytes (default `source.graph_budget`, `trainer.hvp_graph_mib`, or where that is
-    None `graph_budget_bytes(device)`), and the rest are built again chunk
-    by chunk at each product, so memory stays the budget plus one chunk's backward pass. On the
+    `graph_budget` bytes (default `graph_budget_bytes`: `trainer.hvp_graph_mib`, else the device's),
+    and the rest are built again chunk by chunk at each product, so memory stays the budget plus one chunk's backward pass. On the
     default MLP over 60000 samples of 784 features in 30 chunks, keeping all 30 graphs (106 MiB)
     took a product from 1.27 s to 0.57 s on one thread (scripts/bench_hvp_graphs.py).
 
@@ -81,7 +80,7 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
     if block is None:
         block = 1 if device.type == "cpu" else max(1, PER_SAMPLE_BUDGET // source.dim)
     if graph_budget is None:
-        graph_budget = source.graph_budget if source.graph_budget is not None else graph_budget_bytes(device)
+        graph_budget = graph_budget_bytes(device, source.graph_budget)
     cache: dict = {}
 
     def gradient_graphs() -> Iterator[tuple]:
@@ -125,7 +124,6 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
     return hvp
 
 
-
 def gradient_graph(source: GradientSource, x: torch.Tensor, y: torch.Tensor, scale: float = 1.0,
                    shared: Sequence[torch.Tensor] = ()) -> Tuple[tuple, int]:
     """The gradient of `scale` times the mean loss over (x, y), with its graph (for products), and
@@ -138,6 +136,7 @@ def gradient_graph(source: GradientSource, x: torch.Tensor, y: torch.Tensor, sca
             source.loss_fn(source.model(x), y) * scale, source.params, create_graph=True),
             (*source.params, x, y, *shared))
     return grads, held + sum(g.nbytes for g in grads)
+
 
 def with_graph_bytes(fn: Callable[[], Any], shared: Sequence[torch.Tensor] = ()) -> Tuple[Any, int]:
     """fn()'s result, and the bytes of the tensors autograd saved for backward while it ran: what
@@ -160,12 +159,15 @@ def with_graph_bytes(fn: Callable[[], Any], shared: Sequence[torch.Tensor] = ())
 GRAPH_BUDGET = 1 << 30  # bytes of kept gradient graphs on a CPU (see `graph_budget_bytes`)
 
 
-def graph_budget_bytes(device: torch.device) -> int:
-    """The bytes `loss_hvp` lets the chunks' kept gradient graphs hold: 1 GiB in main memory, a
-    quarter of what is free on a CUDA device when the operator is made. Measured per chunk of 2048
+def graph_budget_bytes(device: torch.device, configured: Optional[int] = None) -> int:
+    """The bytes `loss_hvp` lets the chunks' kept gradient graphs hold: `configured` where set (the
+    gradient source's, `trainer.hvp_graph_mib`), else 1 GiB in main memory and a quarter of what is
+    free on a CUDA device when the operator is made. Measured per chunk of 2048
     samples (`with_graph_bytes`): the default MLP on 784 features 3.5 MiB (all 60k MNIST-sized
     samples fit), `model=cnn` on 28x28 images 787 MiB (one chunk of MNIST's 30 on a CPU), a
     ResNet-20 on CIFAR-10 6 GiB (none on a CPU; 5 of 25 on a GPU with 130 GB free)."""
+    if configured is not None:
+        return configured
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] // 4
     return GRAPH_BUDGET

@@ -46,8 +46,8 @@ class GradientSource:
     def __init__(self, model: nn.Module, data: Dataset, chunk_size: int, compile: bool = False,
                  graph_budget: Optional[int] = None):
         self.model, self.data, self.chunk_size = model, data, chunk_size
-        # bytes of chunk gradient graphs Hessian-vector products keep (`sgdexp.curvature.loss_hvp`;
-        # None: `graph_budget_bytes` of the device)
+        # bytes of chunk gradient graphs Hessian-vector products keep (`trainer.hvp_graph_mib`; None:
+        # the device's default, `sgdexp.curvature.graph_budget_bytes`)
         self.graph_budget = graph_budget
         self.compile = compile  # torch.compile the per-sample kernels (see _over_rows)
         self._compiled: Dict[str, object] = {}

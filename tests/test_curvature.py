@@ -134,6 +134,7 @@ def test_graph_budget_is_a_quarter_of_a_cuda_devices_free_memory(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: asked.append(device) or (8 << 30, 16 << 30))
     assert graph_budget_bytes(torch.device("cuda", 1)) == 2 << 30 and asked == [torch.device("cuda", 1)]
     assert graph_budget_bytes(torch.device("cpu")) == GRAPH_BUDGET == 1 << 30
+    assert graph_budget_bytes(torch.device("cuda", 1), 5 << 20) == 5 << 20  # trainer.hvp_graph_mib, where set
 
 
 def test_hvp_keeps_chunk_graphs_within_the_budget():
