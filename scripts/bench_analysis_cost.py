@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -54,6 +54,7 @@ MODELS: Dict[str, List[str]] = {
 QUICK_MODELS: Dict[str, List[str]] = {"resnet": ["model=resnet", "model.depth=8", "model.width=8"]}
 
 
+T = TypeVar("T")
 TARGET = 0.20  # the issue's target for diffusion + curvature together
 
 
@@ -82,20 +83,33 @@ def command_seconds(overrides: List[str], steps: int) -> float:
         return time.perf_counter() - start
 
 
-def command_costs(model: str, overrides: List[str], analyses: Dict[str, List[str]], repeats: int, steps: int) -> None:
-    """`--command`: each analysis' extra wall time of the whole command over the plain command's,
-    the median over repeats of interleaved pairs, and fastest against fastest."""
-    plain: List[float] = []
-    times: Dict[str, List[float]] = {name: [] for name in analyses}
+def interleaved(measure: Callable[[List[str]], T], overrides: List[str], analyses: Dict[str, List[str]],
+                repeats: int) -> Tuple[List[T], Dict[str, List[T]]]:
+    """`measure` of the plain run and of each analysis run, `repeats` times, interleaved: a cost is
+    then the median over repeats of (t_with - t_plain) / t_plain of one repeat (`paired_cost`), since
+    on a shared VM the wall time of a 0.5 s run drifts by +-20% between minutes, and a pair taken
+    together shares the drift."""
+    plain: List[T] = []
+    runs: Dict[str, List[T]] = {name: [] for name in analyses}
     for _ in range(repeats):
-        plain.append(command_seconds(overrides, steps))
+        plain.append(measure(overrides))
         for name, extra in analyses.items():
-            times[name].append(command_seconds(overrides + extra, steps))
-    print(f"{model:8s} plain command        {statistics.median(plain):8.2f} s (median; {min(plain):.2f}-{max(plain):.2f})")
+            runs[name].append(measure(overrides + extra))
+    return plain, runs
+
+
+def print_costs(model: str, what: str, plain: List[float], times: Dict[str, List[float]],
+                own: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+    """Prints the plain time and each analysis' cost (paired median, fastest against fastest, and its
+    own calls' share where `own` has it); returns the costs."""
+    print(f"{model:8s} plain {what:14s} {statistics.median(plain):8.2f} s (median; {min(plain):.2f}-{max(plain):.2f})")
+    costs = {}
     for name, runs in times.items():
-        cost, fastest = paired_cost(runs, plain)
-        print(f"{model:8s} + {name:18s} {statistics.median(runs):8.2f} s   cost {100 * cost:6.1f}%"
-              f"   (fastest against fastest: {100 * fastest:5.1f}%)")
+        costs[name], fastest = paired_cost(runs, plain)
+        own_calls = f"; its own calls, timed in the loop: {100 * own[name]:5.1f}%" if own else ""
+        print(f"{model:8s} + {name:18s} {statistics.median(runs):8.2f} s   cost {100 * costs[name]:6.1f}%"
+              f"   (fastest against fastest: {100 * fastest:5.1f}%{own_calls})")
+    return costs
 
 
 def wall_time(summary: dict) -> Tuple[float, float]:
@@ -150,29 +164,18 @@ def main() -> None:
     for model in args.models.split(","):
         run_overrides = (QUICK_MODELS.get(model, MODELS[model]) if args.quick else MODELS[model]) + args.overrides
         if args.command:
-            command_costs(model, run_overrides, analyses, repeats, steps)
+            plain, times = interleaved(lambda o: command_seconds(o, steps), run_overrides, analyses, repeats)
+            print_costs(model, "command", plain, times)
             continue
-        # Repeats interleave the plain run with each analysis run, and a cost is the median over
-        # repeats of (t_with - t_plain) / t_plain of one repeat: on a shared VM the wall time of a
-        # 0.5 s run drifts by +-20% between minutes, and a pair taken together shares the drift.
-        plain: List[float] = []
-        times: Dict[str, List[Tuple[float, float]]] = {name: [] for name in analyses}
-        epochs = 0.0
-        for _ in range(repeats):
-            summary = run_summary(run_overrides, steps)
-            plain.append(summary["wall_time_s"])
-            epochs = summary["epoch"]  # of training data the run passes over
-            for name, overrides in analyses.items():
-                times[name].append(wall_time(run_summary(run_overrides + overrides, steps)))
+        summaries, runs = interleaved(lambda o: run_summary(o, steps), run_overrides, analyses, repeats)
+        plain = [summary["wall_time_s"] for summary in summaries]
+        epochs = summaries[-1]["epoch"]  # of training data the run passes over
+        measured = {name: [wall_time(summary) for summary in results] for name, results in runs.items()}
+        own = {name: statistics.median(o for _, o in results) for name, results in measured.items()}
+        costs = print_costs(model, "run", plain, {name: [t for t, _ in results] for name, results in measured.items()}, own)
         base = statistics.median(plain)
-        print(f"{model:8s} plain run            {base:8.2f} s (median; {min(plain):.2f}-{max(plain):.2f})")
-        extra, own_extra = {}, {}
-        for name, runs in times.items():
-            cost, fastest = paired_cost([t for t, _ in runs], plain)
-            own = statistics.median(o for _, o in runs)
-            extra[name], own_extra[name] = cost * base, own * base
-            print(f"{model:8s} + {name:18s} {statistics.median(t for t, _ in runs):8.2f} s   cost {100 * cost:6.1f}%"
-                  f"   (fastest against fastest: {100 * fastest:5.1f}%; its own calls, timed in the loop: {100 * own:5.1f}%)")
+        extra = {name: cost * base for name, cost in costs.items()}
+        own_extra = {name: share * base for name, share in own.items()}
         # projected from one curvature measurement (at the end) and diffusion's cost per step
         if steps < 10000 and {"curvature", "diffusion"} <= set(analyses):
             step_time = base / steps
@@ -194,6 +197,7 @@ def main() -> None:
                            f"over {100 * TARGET:.0f}% even in a run of 10^6 steps")
                 print(f"{model:8s} ({label}) one curvature measurement = {in_steps * epochs / steps:.1f} epochs of "
                       f"training at this batch size; diffusion + curvature {verdict}")
+
 
 if __name__ == "__main__":
     main()
