@@ -55,7 +55,7 @@ def variance_rel_se(tau: np.ndarray, window: int) -> np.ndarray:
     return np.sqrt(2 * (1 + rho**2) / (window * (1 - rho**2)))
 
 
-@pytest.mark.parametrize("momentum", [0.0, pytest.param(0.5, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
 def test_replacement_variance_matches_uncorrelated_prediction(tmp_path, momentum):
     # κ = 4 over 8 directions: ηλ from 0.8 to 0.2 (relaxation 1.25 to 5 steps)
     window = 5000
@@ -96,7 +96,6 @@ def test_no_prediction_without_noise_of_finite_variance(tmp_path):
     assert not [k for k in summary if "predicted" in k or "variance_ratio" in k or "noise_variance" in k]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_epoch_sampling_shrinks_variance_along_slow_directions(tmp_path, momentum):
     # κ = 1000 over 16 directions: relaxation 2.6 to 2800 steps at N/B = 32 steps per epoch
