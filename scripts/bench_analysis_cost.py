@@ -155,12 +155,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     repeats = args.repeats or (1 if args.quick else 3)
     steps = args.steps
-    if args.command:
-        print(f"whole commands, {repeats} repeat(s), {steps} steps; cost = extra wall time / plain command; "
-              f"overrides {args.overrides}")
-    else:
-        print(f"torch threads {torch.get_num_threads()}, {repeats} repeat(s), {steps} steps; "
-              f"cost = extra wall time / plain run; overrides {args.overrides}")
+    what = "whole commands" if args.command else f"torch threads {torch.get_num_threads()}"
+    print(f"{what}, {repeats} repeat(s), {steps} steps; cost = extra wall time / plain "
+          f"{'command' if args.command else 'run'}; overrides {args.overrides}")
     for model in args.models.split(","):
         run_overrides = (QUICK_MODELS.get(model, MODELS[model]) if args.quick else MODELS[model]) + args.overrides
         if args.command:
@@ -172,7 +169,8 @@ def main() -> None:
         epochs = summaries[-1]["epoch"]  # of training data the run passes over
         measured = {name: [wall_time(summary) for summary in results] for name, results in runs.items()}
         own = {name: statistics.median(o for _, o in results) for name, results in measured.items()}
-        costs = print_costs(model, "run", plain, {name: [t for t, _ in results] for name, results in measured.items()}, own)
+        times = {name: [t for t, _ in results] for name, results in measured.items()}
+        costs = print_costs(model, "run", plain, times, own)
         base = statistics.median(plain)
         extra = {name: cost * base for name, cost in costs.items()}
         own_extra = {name: share * base for name, share in own.items()}

@@ -7,7 +7,8 @@ Default: the default MLP over an MNIST-shaped set (`dataset=gaussian_mixture dat
 dataset.dim=784`: 60000 samples of 784 features, 30 chunks of `trainer.chunk_size` 2048). Prints a
 product's time (best of `--repeats` after the operator's first product, which builds the graphs)
 with every graph built again (`graph_budget=0`) and within the budget (`trainer.hvp_graph_mib`, by
-default 1 GiB on a CPU), their ratio, and the bytes the graphs hold. `--quick`: 8192 samples (4 chunks), one thread.
+default 1 GiB on a CPU), their ratio, and the bytes the graphs hold. `--quick`: 8192 samples
+(4 chunks), one thread.
 """
 from __future__ import annotations
 
@@ -47,9 +48,10 @@ def main() -> None:
     chunks = -(-src.n_train // src.chunk_size)
     x, y = src.data.x_train[: src.chunk_size], src.data.y_train[: src.chunk_size]
     _, held = gradient_graph(src, x, y, shared=(src.data.x_train, src.data.y_train))
+    budget = graph_budget_bytes(torch.device("cpu"), src.graph_budget)
     print(f"model d={src.dim}, N={src.n_train} in {chunks} chunks of {src.chunk_size}, torch threads "
           f"{torch.get_num_threads()}; one chunk's graph holds {held / 2 ** 20:.1f} MiB, all {chunks} "
-          f"{chunks * held / 2 ** 20:.0f} MiB (budget {graph_budget_bytes(torch.device('cpu'), src.graph_budget) / 2 ** 20:.0f} MiB)")
+          f"{chunks * held / 2 ** 20:.0f} MiB (budget {budget / 2 ** 20:.0f} MiB)")
     v = torch.randn(src.dim, generator=torch.Generator().manual_seed(0))
     rebuilt = product_seconds(loss_hvp(src, graph_budget=0), v, args.repeats)
     kept = product_seconds(loss_hvp(src), v, args.repeats)

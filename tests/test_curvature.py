@@ -9,10 +9,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, hessian
 
+from conftest import make_cfg
 from sgdexp.curvature import (GRAPH_BUDGET, KrylovSketch, eigenpairs_and_trace, graph_budget_bytes, hutchinson_trace,
                               loss_hvp, sharpness, top_eigenpairs, with_graph_bytes)
 from sgdexp.data import Dataset
 from sgdexp.gradients import GradientSource
+from sgdexp.tasks.setup import build_setup
 
 
 def _source(batchnorm: bool = False, n: int = 60, chunk_size: int = 1000) -> GradientSource:
@@ -157,9 +159,6 @@ def test_hvp_keeps_chunk_graphs_within_the_budget():
 def test_graph_budget_from_the_config():
     """`trainer.hvp_graph_mib` reaches the gradient source, whose budget `loss_hvp` takes when it is
     given none (null: the device's default)."""
-    from conftest import make_cfg
-    from sgdexp.tasks.setup import build_setup
-
     assert build_setup(make_cfg(["trainer.hvp_graph_mib=3"])).source.graph_budget == 3 << 20
     assert build_setup(make_cfg()).source.graph_budget is None
     src = _source(chunk_size=16)  # 4 chunks
