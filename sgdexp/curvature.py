@@ -59,8 +59,9 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
     With several chunks, the first ones keep theirs while the tensors those graphs hold stay within
     `graph_budget` bytes (default `graph_budget_bytes`: `trainer.hvp_graph_mib`, else the device's),
     and the rest are built again chunk by chunk at each product, so memory stays the budget plus one
-    chunk's backward pass. On the default MLP over 60000 samples of 784 features in 30 chunks, keeping all 30 graphs (106 MiB)
-    took a product from 1.27 s to 0.57 s on one thread (scripts/bench_hvp_graphs.py).
+    chunk's backward pass. On the default MLP over 60000 samples of 784 features in 30 chunks,
+    keeping all 30 graphs (106 MiB) took a product from 1.27 s to 0.57 s on one thread
+    (scripts/bench_hvp_graphs.py).
 
     `block`: vectors per batched backward pass (`is_grads_batched`). Default: 1 on CPU, where
     batching measured slower per vector than a loop (a product of the default MLP is already a
