@@ -16,9 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.overrides import TorchFunctionMode
 
 from sgdexp.compiling import compile_or_eager
 from sgdexp.data import Dataset
+from sgdexp.errors import ConfigError
 
 PER_SAMPLE_BUDGET = 1 << 21  # numbers per chunk of per-sample gradients: 8 MB in float32, reused by the
 # allocator (chunks of 32 MB and more are fresh pages each time: page faults cost more than the vmap)
@@ -40,6 +43,19 @@ def _batchnorm_as_affine(module: nn.modules.batchnorm._BatchNorm, inputs: tuple,
         scale, shift = scale * module.weight, shift * module.weight + module.bias
     shape = (1, -1) + (1,) * (x.dim() - 2)
     return x * scale.view(shape) + shift.view(shape)
+
+
+class _TwiceDifferentiable(TorchFunctionMode):
+    """Functions whose backward torch cannot differentiate, computed as compositions it can, with the
+    same values: `F.hardsigmoid` (the gates of timm's MobileNetV3, LCNet, GhostNet; its native
+    backward has no derivative) as relu6(x + 3) / 6. A mode rather than a hook on `nn.Hardsigmoid`
+    because timm also calls the function directly. Its cost is a Python call per torch call of the
+    forward passes `second_order_mode` covers, whose graphs are kept for many products."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.hardsigmoid:
+            return F.relu6(args[0] + 3) / 6
+        return func(*args, **(kwargs or {}))
 
 
 class GradientSource:
@@ -162,15 +178,39 @@ class GradientSource:
         the affine map it is in eval mode: the same values, while torch differentiates its eval-mode
         batch_norm twice through the general (train-mode) double backward, 32% of a Hessian-vector
         product's time on the ResNet over digits (profiled; 1.03 s a product, 0.67 s with the hooks).
-        The native output is still computed in the forward pass and discarded: no part of any graph."""
+        The native output is still computed in the forward pass and discarded: no part of any graph.
+        Scaled dot-product attention runs its math kernel (the fused CPU and CUDA kernels' backward
+        passes have no derivative: every timm ViT), and `_TwiceDifferentiable` replaces the other
+        functions known to lack one."""
         hooks = [m.register_forward_hook(_batchnorm_as_affine) for m in self.model.modules()
                  if type(m) in _PLAIN_BATCHNORMS and m.running_mean is not None]
         try:
-            with self._model_mode(training=False):
+            with self._model_mode(training=False), sdpa_kernel(SDPBackend.MATH), _TwiceDifferentiable():
                 yield
         finally:
             for hook in hooks:
                 hook.remove()
+
+    def check_second_order(self, key: str, value, needed_by: str) -> None:
+        """Stop before any work where the loss's second derivative cannot be taken through the model
+        (an operation whose backward torch cannot differentiate, beyond those `second_order_mode`
+        replaces), naming the model's config `key` and `value`: one Hessian-vector product over two
+        training samples (milliseconds), where the run would otherwise fail at its first Hessian
+        measurement, perhaps hours in."""
+        x, y = self.data.x_train[:2], self.data.y_train[:2]
+        try:
+            with torch.enable_grad(), self.second_order_mode():
+                grads = torch.autograd.grad(self.loss_fn(self.model(x), y), self.params, create_graph=True,
+                                            allow_unused=True, materialize_grads=True)
+                live = [g for g in grads if g.requires_grad]
+                if live:
+                    torch.autograd.grad(live, self.params, [torch.ones_like(g) for g in live], allow_unused=True)
+        except RuntimeError as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if not any(s in reason for s in ("is not implemented", "once_differentiable")):
+                raise
+            raise ConfigError(key, value, f"a model whose loss torch can differentiate twice, which {needed_by} "
+                                          f"needs (here: {reason})") from None
 
     # ------------------------------------------------------------------ flat vectors
     def flat_params(self) -> torch.Tensor:

@@ -6,6 +6,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, hessian
 
@@ -450,3 +451,88 @@ def test_noise_covariance_times_equals_the_per_sample_gradients_covariance(batch
         assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max()))
     assert src.model.training and all(torch.equal(a, b) for a, b in zip(buffers, src.model.buffers()))
     assert all(torch.equal(g, p.grad) for g, p in zip(grads, src.params))
+
+
+class _GatedAttention(nn.Module):
+    """A token mixer with the two operations whose native backward torch cannot differentiate: fused
+    scaled dot-product attention (every timm ViT) and a hardsigmoid gate (MobileNetV3, LCNet), as a
+    module and as a function; `composed=True` computes the same function from twice-differentiable
+    parts, for the reference Hessian."""
+
+    def __init__(self, tokens: int = 3, width: int = 4, composed: bool = False):
+        super().__init__()
+        self.tokens, self.width, self.composed = tokens, width, composed
+        self.qkv, self.gate = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.hardsigmoid = nn.Hardsigmoid()
+        self.out = nn.Linear(tokens * width, 3)
+
+    def forward(self, x):
+        h = x.view(len(x), self.tokens, self.width)
+        q, k, v = self.qkv(h).chunk(3, dim=-1)
+        if self.composed:
+            mixed = torch.softmax(q @ k.transpose(-1, -2) / self.width ** 0.5, dim=-1) @ v
+            gates = F.relu6(self.gate(h) + 3) / 6, F.relu6(mixed + 3) / 6
+        else:
+            mixed = F.scaled_dot_product_attention(q, k, v)
+            gates = self.hardsigmoid(self.gate(h)), F.hardsigmoid(mixed)
+        return self.out((mixed * gates[0] * gates[1]).flatten(1))
+
+
+def test_hvp_through_fused_attention_and_hardsigmoid_is_the_composed_functions_hessian():
+    """`second_order_mode` runs attention by its math kernel and hardsigmoid as relu6(x + 3) / 6:
+    products through a model built of the native operations (whose double backward torch lacks, as
+    checked here) equal the explicit Hessian of the same function composed of differentiable parts."""
+    gen = torch.Generator().manual_seed(13)
+    x, y = torch.randn(30, 12, generator=gen), torch.randint(0, 3, (30,), generator=gen)
+    data = Dataset("toy", x, y, x[:8], y[:8], num_outputs=3, task="classification")
+    torch.manual_seed(14)
+    model = _GatedAttention()
+    composed = copy.deepcopy(model)
+    composed.composed = True
+    src = GradientSource(model, data, chunk_size=1000)
+    grads = torch.autograd.grad(src.loss_fn(model(x), y), src.params, create_graph=True)
+    with pytest.raises(RuntimeError, match="not implemented"):
+        torch.autograd.grad(grads[0].sum(), src.params)  # the native operations, outside the mode
+    H = _explicit_hessian(GradientSource(composed, data, chunk_size=1000))
+    v = torch.randn(3, src.dim, generator=gen)
+    hv = loss_hvp(src)(v).double()
+    assert torch.allclose(hv, (H @ v.double().T).T, rtol=1e-4, atol=1e-5 * float(H.abs().max()))
+    src.check_second_order("model", "gated", "analysis=[curvature]")  # passes: nothing else is missing
+
+
+class _AtenHardsigmoid(nn.Module):
+    """Calls the aten operation itself, as exported or custom code may: nothing replaces it."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(5, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.b(torch.ops.aten.hardsigmoid(self.a(x)))
+
+
+def test_a_model_torch_cannot_differentiate_twice_stops_the_run_before_training():
+    """An analysis or task that takes the Hessian stops at setup with one line naming the model's key,
+    what needs the second derivative and torch's reason, not at its first measurement; one that
+    does not (diffusion) never asks."""
+    from sgdexp.analysis import build_analyses
+    from sgdexp.errors import ConfigError
+    from sgdexp.tasks.escape import check_sharpness
+
+    src = _source()
+    bad = GradientSource(_AtenHardsigmoid(), src.data, chunk_size=1000)
+    cfg = make_cfg(["analysis=[diffusion,curvature]"])
+    with pytest.raises(ConfigError) as err:
+        build_analyses(cfg, bad)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("model='mlp' is not allowed: a model whose loss torch can "
+                                                      "differentiate twice, which analysis=[curvature] needs")
+    assert message.endswith("(here: derivative for aten::hardsigmoid_backward is not implemented)")
+    assert len(build_analyses(make_cfg(["analysis=[diffusion]"]), bad)) == 1
+    assert len(build_analyses(cfg, src)) == 2
+    timm_cfg = make_cfg(["task=escape", "model=timm", "model.arch=resnet10t"])
+    with pytest.raises(ConfigError, match=r"^model\.arch='resnet10t' is not allowed: .* the sharpness at the minimum "
+                                          r"\(task\.sharpness_probes=\d+; 0 skips it\)"):
+        check_sharpness(timm_cfg, type("Setup", (), {"source": bad})())
+    timm_cfg.task.sharpness_probes = 0
+    check_sharpness(timm_cfg, type("Setup", (), {"source": bad})())

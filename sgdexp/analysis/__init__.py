@@ -12,6 +12,7 @@ from sgdexp.analysis.generalization import Generalization
 from sgdexp.analysis.noise_memory import NoiseMemory
 from sgdexp.analysis.noise_stats import NoiseStats
 from sgdexp.gradients import GradientSource
+from sgdexp.models import model_key
 from sgdexp.registry import Registry
 
 ANALYSES: Registry[type] = Registry("analysis.name")
@@ -25,6 +26,9 @@ ANALYSES.register("generalization")(Generalization)
 def build_analyses(cfg: DictConfig, source: GradientSource, noise=None) -> List[Analysis]:
     """The run's analyses in measuring order, connected to each other and to the noise mode `noise`."""
     analyses = [ANALYSES.get(a.name)(a, source, cfg.noise, cfg.seed, cfg.trainer.steps) for a in cfg.analysis.values()]
+    second_order = [a.name for a in analyses if a.second_order]
+    if second_order:
+        source.check_second_order(*model_key(cfg.model), f"analysis=[{','.join(second_order)}]")
     by_name = {a.name: a for a in analyses}
     for a in analyses:
         a.connect(by_name, noise)

@@ -55,6 +55,7 @@ def has_fixed_hessian(source) -> bool:
 
 class Curvature(Analysis):
     records_weights = True
+    second_order = True
 
     def __init__(self, cfg, source, noise_cfg, seed, steps):
         super().__init__(cfg, source, noise_cfg, seed, steps)

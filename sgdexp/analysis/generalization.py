@@ -26,6 +26,7 @@ from sgdexp.curvature import sharpness
 
 class Generalization(Analysis):
     records_weights = True
+    second_order = True
     order = 1  # after curvature, whose measurement at the same step it reads
 
     def __init__(self, cfg, source, noise_cfg, seed, steps):

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from sgdexp.checkpoint import LAST, load_checkpoint, save_checkpoint
 from sgdexp.errors import ConfigError
+from sgdexp.models import model_key
 from sgdexp.models.landscapes import Landscape, build_landscape
 from sgdexp.optim import build_optimizer
 from sgdexp.replicas import LandscapeObjective, NetworkObjective, ReplicaNoise, StackedObjective
@@ -185,6 +186,13 @@ def layer_tail_indices(cfg: DictConfig, setup: Setup) -> Dict[str, float]:
     return {layer: float(np.nanmedian(alpha[i])) for layer, i in coords.layers.items()}
 
 
+def check_sharpness(cfg: DictConfig, setup: Setup) -> None:
+    """Stop before any work where `sharpness_at_minimum` could not take the Hessian through the model."""
+    if cfg.task.sharpness_probes >= 2:
+        setup.source.check_second_order(*model_key(cfg.model), f"the sharpness at the minimum (task.sharpness_probes="
+                                        f"{cfg.task.sharpness_probes}; 0 skips it)")
+
+
 def sharpness_at_minimum(cfg: DictConfig, setup: Optional[Setup], landscape: Optional[Landscape],
                          theta_star: Dict[str, torch.Tensor]) -> Dict[str, float]:
     """Top Hessian eigenvalue and trace at θ* (sgdexp.curvature). A small landscape's Hessian is
@@ -241,9 +249,10 @@ class Escape:
         else:
             if cfg.task.init_from is not None:
                 self.setup = build_setup(cfg)
+                check_sharpness(cfg, self.setup)
                 load_minimum(cfg, self.setup)
             else:  # ConfigErrors of the setup are raised inside, before the pretrain writes anything
-                build_setup(cfg)
+                check_sharpness(cfg, build_setup(cfg))
                 self.setup = pretrain(cfg, self.out_dir, group)
             s = self.setup
             s.model.eval()  # BatchNorm at θ*'s statistics
