@@ -274,7 +274,10 @@ class CurvatureAnalysisConfig(AnalysisConfig):
     probes: int = ranged(MISSING, ge=2)  # Hutchinson probes off the Lanczos vectors for the trace (sgdexp.curvature)
     tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
     window: int = ranged(MISSING, ge=0)  # updates whose weights are projected after each measurement; 0: none
-    exact_below: int = ranged(MISSING, ge=0)  # models with at most this many parameters: dense Hessian, all eigenpairs
+    # models with at most this many parameters: dense Hessian, all eigenpairs. Bounded: the dense path
+    # holds d² numbers in float64 (128 MiB at 4096) and takes d products and an O(d³) eigh; at the
+    # default MLP's 26122 it would hold 5.5 GB and run for tens of minutes, where Lanczos takes 19 products
+    exact_below: int = ranged(MISSING, ge=0, le=4096)
     noise_samples: int = ranged(MISSING, ge=0)  # samples whose gradients' covariance is taken; 0: all N
     hessian_samples: int = ranged(0, ge=0)  # the Hessian of the loss on a fixed seeded subset of this many samples; 0: all N
     noise_points: int = ranged(8, ge=0)  # fixed Hessian: points of each window averaging the noise variance

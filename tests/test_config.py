@@ -79,6 +79,7 @@ def test_documented_overrides_compose():
     ("noise=gd_white noise.sigma=loud", "noise.sigma"),
     ("noise=gd_fbm noise.n_factors=64", "noise.n_factors"),
     ("analysis=[noise_stats] analysis.noise_stats.tail_method=kurtosis", "analysis.noise_stats.tail_method"),
+    ("analysis=[curvature] analysis.curvature.exact_below=100000", "analysis.curvature.exact_below"),
     ("analysis=[noise_memory] analysis.noise_memory.hurst_methods=[whittle,wavelet]",
      "analysis.noise_memory.hurst_methods[1]"),
 ])
