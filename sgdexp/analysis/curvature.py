@@ -61,7 +61,8 @@ class Curvature(Analysis):
         super().__init__(cfg, source, noise_cfg, seed, steps)
         if cfg.window >= cfg.every and cfg.window > 0:
             raise ConfigError("analysis.curvature.window", cfg.window,
-                              f"less than analysis.curvature.every={cfg.every} (windows must not overlap)")
+                              f"less than analysis.curvature.every={cfg.every} (windows must not overlap; "
+                              f"0 for none)")
         self.window = int(cfg.window)
         self.exact = source.dim <= cfg.exact_below
         if not self.exact:  # Lanczos: k eigenpairs hold a basis of 4 (k + 1) + 2 vectors of the model's size
