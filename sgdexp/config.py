@@ -287,6 +287,8 @@ class CurvatureAnalysisConfig(AnalysisConfig):
     momentum: float = ranged(0.0, ge=0.0, lt=1.0)
     nesterov: bool = False
     weight_decay: float = ranged(0.0, ge=0.0)
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
 
 
 @dataclass

@@ -12,8 +12,8 @@ At each measurement (every `every` steps from `start`, and at the end):
   Xie et al. assume C ∝ H near minima; this checks it);
 - the per-step noise variance along each direction, s_i = v_iᵀ C v_i / B times (N − B)/(N − 1)
   under `noise.sampler=epoch` (the batch-noise power of sampling without replacement);
-- on a fixed Hessian (`model=linear` on a regression set, trained by `optimizer=sgd` with a noise
-  mode of finite variance), the variance that uncorrelated noise of that power would give, per
+- on a fixed Hessian (`model=linear` on a regression set, trained by `optimizer=sgd` at a constant
+  learning rate with a noise mode of finite variance), the variance that uncorrelated noise of that power would give, per
   direction (torch's SGD with momentum, Nesterov, weight decay), and the same for the noise's own
   memory: stationary where no window follows, else what the window's sample variance reads in
   expectation (its mean moves with the slow directions: `stats.expected_window_variance`).
@@ -32,6 +32,7 @@ for, but a window of few relaxation times reads its variance with a large sampli
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Dict, List, Optional, Tuple
 
@@ -45,6 +46,8 @@ from sgdexp.errors import ConfigError
 from sgdexp.noise.modes import StepNoise, has_memory
 from sgdexp.stats import (correlated_stationary_variance, covariance_hessian_alignment, expected_window_variance,
                           relaxation_steps)
+
+log = logging.getLogger(__name__)
 
 
 def has_fixed_hessian(source) -> bool:
@@ -74,6 +77,12 @@ class Curvature(Analysis):
                                       f"eigenpair of models with at most analysis.curvature.exact_below="
                                       f"{cfg.exact_below} parameters)")
         self.fixed_hessian = has_fixed_hessian(source) and cfg.optimizer == "sgd"
+        if self.fixed_hessian and (cfg.lr_schedule != "constant" or cfg.warmup_steps > 0):
+            # the stationary variance is that of one learning rate: under a schedule the weights'
+            # variance follows the rate with a lag of the relaxation time, which no ratio would show
+            log.info("curvature: no stationary-variance prediction: it is for a constant learning rate, and "
+                     "trainer.lr_schedule=%s, trainer.warmup_steps=%d", cfg.lr_schedule, cfg.warmup_steps)
+            self.fixed_hessian = False
         self.noise = None  # the run's noise mode (`connect`)
         self.device = source.params[0].device
         n = source.n_train
