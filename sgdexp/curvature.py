@@ -38,6 +38,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import ThreadpoolController
 
+from sgdexp.errors import ConfigError
 from sgdexp.gradients import PER_SAMPLE_BUDGET, GradientSource
 
 HVP = Callable[[torch.Tensor], torch.Tensor]
@@ -123,6 +124,23 @@ def loss_hvp(source: GradientSource, block: Optional[int] = None, indices: Optio
         return out[0] if single else out
 
     return hvp
+
+
+def check_second_order(source: GradientSource, key: str, value, needed_by: str) -> None:
+    """Stop before any work where the loss's second derivative cannot be taken through the model (an
+    operation whose backward torch cannot differentiate, beyond those `second_order_mode` replaces),
+    naming the model's config `key` and `value`: one product over two training samples
+    (milliseconds), where the run would otherwise fail at its first Hessian measurement, perhaps
+    hours in."""
+    two = torch.arange(min(2, source.n_train), device=source.data.x_train.device)
+    try:
+        loss_hvp(source, indices=two)(torch.ones(source.dim, device=two.device))
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if not any(s in reason for s in ("is not implemented", "once_differentiable")):
+            raise
+        raise ConfigError(key, value, f"a model whose loss torch can differentiate twice, which {needed_by} "
+                                      f"needs (here: {reason})") from None
 
 
 def gradient_graph(source: GradientSource, x: torch.Tensor, y: torch.Tensor, scale: float = 1.0,

@@ -21,7 +21,6 @@ from torch.overrides import TorchFunctionMode
 
 from sgdexp.compiling import compile_or_eager
 from sgdexp.data import Dataset
-from sgdexp.errors import ConfigError
 
 PER_SAMPLE_BUDGET = 1 << 21  # numbers per chunk of per-sample gradients: 8 MB in float32, reused by the
 # allocator (chunks of 32 MB and more are fresh pages each time: page faults cost more than the vmap)
@@ -190,27 +189,6 @@ class GradientSource:
         finally:
             for hook in hooks:
                 hook.remove()
-
-    def check_second_order(self, key: str, value, needed_by: str) -> None:
-        """Stop before any work where the loss's second derivative cannot be taken through the model
-        (an operation whose backward torch cannot differentiate, beyond those `second_order_mode`
-        replaces), naming the model's config `key` and `value`: one Hessian-vector product over two
-        training samples (milliseconds), where the run would otherwise fail at its first Hessian
-        measurement, perhaps hours in."""
-        x, y = self.data.x_train[:2], self.data.y_train[:2]
-        try:
-            with torch.enable_grad(), self.second_order_mode():
-                grads = torch.autograd.grad(self.loss_fn(self.model(x), y), self.params, create_graph=True,
-                                            allow_unused=True, materialize_grads=True)
-                live = [g for g in grads if g.requires_grad]
-                if live:
-                    torch.autograd.grad(live, self.params, [torch.ones_like(g) for g in live], allow_unused=True)
-        except RuntimeError as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            if not any(s in reason for s in ("is not implemented", "once_differentiable")):
-                raise
-            raise ConfigError(key, value, f"a model whose loss torch can differentiate twice, which {needed_by} "
-                                          f"needs (here: {reason})") from None
 
     # ------------------------------------------------------------------ flat vectors
     def flat_params(self) -> torch.Tensor:

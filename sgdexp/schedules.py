@@ -12,6 +12,12 @@ from typing import Callable
 from omegaconf import DictConfig
 
 
+def constant_lr(cfg) -> bool:
+    """Whether the learning rate never changes: no schedule and no warmup. `cfg`: the trainer's config,
+    or an analysis' that copies its `lr_schedule` and `warmup_steps` (curvature's prediction)."""
+    return cfg.lr_schedule == "constant" and cfg.warmup_steps == 0
+
+
 def lr_factor_fn(trainer: DictConfig) -> Callable[[int], float]:
     """factor(step) for the update taken at `step` (0-based), multiplying the optimizer's lr."""
     steps, warmup = trainer.steps, trainer.warmup_steps

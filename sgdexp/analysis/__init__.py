@@ -11,6 +11,7 @@ from sgdexp.analysis.curvature import Curvature
 from sgdexp.analysis.generalization import Generalization
 from sgdexp.analysis.noise_memory import NoiseMemory
 from sgdexp.analysis.noise_stats import NoiseStats
+from sgdexp.curvature import check_second_order
 from sgdexp.gradients import GradientSource
 from sgdexp.models import model_key
 from sgdexp.registry import Registry
@@ -28,7 +29,7 @@ def build_analyses(cfg: DictConfig, source: GradientSource, noise=None) -> List[
     analyses = [ANALYSES.get(a.name)(a, source, cfg.noise, cfg.seed, cfg.trainer.steps) for a in cfg.analysis.values()]
     second_order = [a.name for a in analyses if a.second_order]
     if second_order:
-        source.check_second_order(*model_key(cfg.model), f"analysis=[{','.join(second_order)}]")
+        check_second_order(source, *model_key(cfg.model), f"analysis=[{','.join(second_order)}]")
     by_name = {a.name: a for a in analyses}
     for a in analyses:
         a.connect(by_name, noise)

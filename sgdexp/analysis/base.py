@@ -41,7 +41,7 @@ class Analysis:
     # the training loop measures in that order (stable: otherwise the config's).
     order = 0
     # Analyses that take the loss's second derivative through the model (Hessian-vector products):
-    # `build_analyses` checks before training that torch can (`GradientSource.check_second_order`).
+    # `build_analyses` checks before training that torch can (`sgdexp.curvature.check_second_order`).
     second_order = False
 
     def __init__(self, cfg: DictConfig, source: GradientSource, noise_cfg: DictConfig, seed: int, steps: int):

@@ -44,6 +44,7 @@ from sgdexp.analysis.base import Analysis, Measurement
 from sgdexp.curvature import eigenpairs_and_trace, loss_hvp, most_lanczos_eigenpairs, top_eigenpairs
 from sgdexp.errors import ConfigError
 from sgdexp.noise.modes import StepNoise, has_memory
+from sgdexp.schedules import constant_lr
 from sgdexp.stats import (correlated_stationary_variance, covariance_hessian_alignment, expected_window_variance,
                           relaxation_steps)
 
@@ -77,7 +78,7 @@ class Curvature(Analysis):
                                       f"eigenpair of models with at most analysis.curvature.exact_below="
                                       f"{cfg.exact_below} parameters)")
         self.fixed_hessian = has_fixed_hessian(source) and cfg.optimizer == "sgd"
-        if self.fixed_hessian and (cfg.lr_schedule != "constant" or cfg.warmup_steps > 0):
+        if self.fixed_hessian and not constant_lr(cfg):
             # the stationary variance is that of one learning rate: under a schedule the weights'
             # variance follows the rate with a lag of the relaxation time, which no ratio would show
             log.info("curvature: no stationary-variance prediction: it is for a constant learning rate, and "

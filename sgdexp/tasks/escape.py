@@ -31,7 +31,7 @@ from sgdexp.models.landscapes import Landscape, build_landscape
 from sgdexp.optim import build_optimizer
 from sgdexp.replicas import LandscapeObjective, NetworkObjective, ReplicaNoise, StackedObjective
 from sgdexp.rundir import load_checkpoint_checked, read_checkpoint_config
-from sgdexp.schedules import lr_factor_fn
+from sgdexp.schedules import constant_lr, lr_factor_fn
 from sgdexp.seeding import derive_seed
 from sgdexp.tasks import TASKS
 from sgdexp.tasks.setup import Setup, build_setup, resolve_device
@@ -188,9 +188,11 @@ def layer_tail_indices(cfg: DictConfig, setup: Setup) -> Dict[str, float]:
 
 def check_sharpness(cfg: DictConfig, setup: Setup) -> None:
     """Stop before any work where `sharpness_at_minimum` could not take the Hessian through the model."""
+    from sgdexp.curvature import check_second_order  # scipy's eigensolvers: imported where used, as below
+
     if cfg.task.sharpness_probes >= 2:
-        setup.source.check_second_order(*model_key(cfg.model), f"the sharpness at the minimum (task.sharpness_probes="
-                                        f"{cfg.task.sharpness_probes}; 0 skips it)")
+        check_second_order(setup.source, *model_key(cfg.model), f"the sharpness at the minimum "
+                           f"(task.sharpness_probes={cfg.task.sharpness_probes}; 0 skips it)")
 
 
 def sharpness_at_minimum(cfg: DictConfig, setup: Optional[Setup], landscape: Optional[Landscape],
@@ -303,11 +305,11 @@ class Escape:
             rec = {k: v.to(self.device) for k, v in state["records"].items()}
             start = state["step"]
         lr_factor = lr_factor_fn(OmegaConf.merge(cfg.trainer, {"steps": max_steps}))
-        base_lr, constant_lr = cfg.optimizer.lr, cfg.trainer.lr_schedule == "constant" and cfg.trainer.warmup_steps == 0
+        base_lr, constant_rate = cfg.optimizer.lr, constant_lr(cfg.trainer)
         sync_every, checkpoint_every = int(cfg.trainer.log_every), int(cfg.trainer.checkpoint_every)
         step = start
         for step in range(start + 1, max_steps + 1):
-            if not constant_lr:
+            if not constant_rate:
                 for g in optimizer.param_groups:
                     g["lr"] = base_lr * lr_factor(step - 1)
             _, grads = noise.signal(params, step)

@@ -15,7 +15,7 @@ from sgdexp.analysis import Analysis, Measurement, build_analyses
 from sgdexp.checkpoint import LAST, save_checkpoint
 from sgdexp.errors import ConfigError, StorageError
 from sgdexp.rundir import load_checkpoint_checked
-from sgdexp.schedules import lr_factor_fn
+from sgdexp.schedules import constant_lr, lr_factor_fn
 from sgdexp.tasks import TASKS
 from sgdexp.tasks.setup import Setup, build_setup
 from sgdexp.tracking import Tracker
@@ -229,7 +229,7 @@ class Training:
             int(trainer.steps), int(trainer.log_every), int(trainer.eval_every), int(trainer.checkpoint_every))
         lr_factor = lr_factor_fn(trainer)
         base_lr = self.cfg.optimizer.lr  # not the param groups' lr: a resumed optimizer holds the scheduled one
-        constant_lr = trainer.lr_schedule == "constant" and trainer.warmup_steps == 0
+        constant_rate = constant_lr(trainer)
         analyses, observers = self.analyses, [a for a in self.analyses if a.records_steps]
         recorders = [a for a in self.analyses if a.records_weights]
         window: List[torch.Tensor] = []  # batch losses since the last logged step, checked for NaN/inf there
@@ -245,7 +245,7 @@ class Training:
         factor = lr_factor(self.start)
         try:
             for step in range(self.start + 1, steps + 1):
-                if not constant_lr:
+                if not constant_rate:
                     factor = lr_factor(step - 1)
                     for group in optimizer.param_groups:
                         group["lr"] = base_lr * factor
