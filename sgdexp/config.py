@@ -289,6 +289,8 @@ class CurvatureAnalysisConfig(AnalysisConfig):
     weight_decay: float = ranged(0.0, ge=0.0)
     lr_schedule: str = "constant"
     warmup_steps: int = 0
+    lr_milestones: List[int] = field(default_factory=list)
+    lr_gamma: float = 0.1
 
 
 @dataclass

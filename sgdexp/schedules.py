@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 from omegaconf import DictConfig
 
@@ -18,9 +18,12 @@ def constant_lr(cfg) -> bool:
     return cfg.lr_schedule == "constant" and cfg.warmup_steps == 0
 
 
-def lr_factor_fn(trainer: DictConfig) -> Callable[[int], float]:
-    """factor(step) for the update taken at `step` (0-based), multiplying the optimizer's lr."""
-    steps, warmup = trainer.steps, trainer.warmup_steps
+def lr_factor_fn(trainer: DictConfig, steps: Optional[int] = None) -> Callable[[int], float]:
+    """factor(step) for the update taken at `step` (0-based), multiplying the optimizer's lr. `trainer`:
+    the trainer's config, or an analysis' that copies its schedule keys (`lr_schedule`, `lr_milestones`,
+    `lr_gamma`, `warmup_steps`) with the run's `steps` given apart."""
+    steps = trainer.steps if steps is None else steps
+    warmup = trainer.warmup_steps
     milestones = sorted(trainer.lr_milestones) or [steps // 2, (3 * steps) // 4]
 
     def factor(step: int) -> float:

@@ -96,14 +96,24 @@ def test_no_prediction_without_noise_of_finite_variance(tmp_path):
     assert not [k for k in summary if "predicted" in k or "variance_ratio" in k or "noise_variance" in k]
 
 
-@pytest.mark.parametrize("schedule", [["trainer.lr_schedule=cosine"], ["trainer.warmup_steps=5"]])
-def test_no_prediction_under_a_learning_rate_schedule(tmp_path, schedule):
+# The window's updates are those of steps 11..40 of 40, which take the factors of 0-based steps 10..39
+COSINE_WINDOW_FACTOR = np.mean(0.5 * (1 + np.cos(np.pi * np.arange(10, 40) / 40)))
+WARMUP_WINDOW_FACTOR = np.mean(np.minimum((np.arange(10, 40) + 1) / 20, 1.0))
+
+
+@pytest.mark.parametrize("schedule, factor", [(["trainer.lr_schedule=cosine"], COSINE_WINDOW_FACTOR),
+                                              (["trainer.warmup_steps=20"], WARMUP_WINDOW_FACTOR)],
+                         ids=["cosine", "warmup"])
+def test_no_prediction_under_a_learning_rate_schedule(tmp_path, schedule, factor):
     """The stationary variance is that of one learning rate: under a schedule the ratio would read the
     lag of the weights' variance behind the rate (at half the rate, a cosine run's ratios were 0.21-0.41
-    where a constant rate's were 0.64-1.47), so the prediction is left out and the rest measured."""
+    where a constant rate's were 0.64-1.47), so the prediction is left out and the rest measured. The
+    relaxation times are those of the rate the window's updates took: 1/(η λ) at their mean η."""
     summary = linear_run(tmp_path, "replacement", 0.0, 0.4, 10, 30, ["dataset.dim=4", *schedule])
     assert all(f"curvature/{key}/top0" in summary for key in ("eigenvalue", "weight_variance", "noise_variance"))
     assert not [k for k in summary if "predicted" in k or "variance_ratio" in k]
+    lam, tau = per_direction(summary, "eigenvalue"), per_direction(summary, "relaxation_steps")
+    assert factor < 0.95 and np.allclose(tau, 1 / (0.4 * factor * lam), rtol=1e-9)
 
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])

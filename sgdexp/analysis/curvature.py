@@ -44,7 +44,7 @@ from sgdexp.analysis.base import Analysis, Measurement
 from sgdexp.curvature import eigenpairs_and_trace, loss_hvp, most_lanczos_eigenpairs, top_eigenpairs
 from sgdexp.errors import ConfigError
 from sgdexp.noise.modes import StepNoise, has_memory
-from sgdexp.schedules import constant_lr
+from sgdexp.schedules import constant_lr, lr_factor_fn
 from sgdexp.stats import (correlated_stationary_variance, covariance_hessian_alignment, expected_window_variance,
                           relaxation_steps)
 
@@ -84,6 +84,7 @@ class Curvature(Analysis):
             log.info("curvature: no stationary-variance prediction: it is for a constant learning rate, and "
                      "trainer.lr_schedule=%s, trainer.warmup_steps=%d", cfg.lr_schedule, cfg.warmup_steps)
             self.fixed_hessian = False
+        self.lr_factor = lr_factor_fn(cfg, steps)  # the rate over a window, for its relaxation times
         self.noise = None  # the run's noise mode (`connect`)
         self.device = source.params[0].device
         n = source.n_train
@@ -269,8 +270,8 @@ class Curvature(Analysis):
     def _finish_window(self, out: Measurement) -> None:
         variance = self.projections.var(dim=0).cpu().numpy()
         c = self.cfg
-        tau = relaxation_steps(self.eigenvalues + c.weight_decay, c.lr, c.momentum) if c.optimizer == "sgd" \
-            else np.full(len(variance), np.nan)
+        tau = relaxation_steps(self.eigenvalues + c.weight_decay, self._window_lr(), c.momentum) \
+            if c.optimizer == "sgd" else np.full(len(variance), np.nan)
         for label, var, t in zip(self.labels, variance, tau):
             out.scalars[f"curvature/weight_variance/{label}"] = float(var)
             out.scalars[f"curvature/relaxation_steps/{label}"] = float(t)
@@ -285,6 +286,12 @@ class Curvature(Analysis):
                                     for k, m, v in zip(self.labels, moving, noise_var)})
         self._log_predictions(out, variance)
         self.window_end, self.weight_sum = None, None
+
+    def _window_lr(self) -> float:
+        """The learning rate of the window's updates, their mean under a schedule (update `s` takes
+        factor(s − 1)): a relaxation time is that of the rate the weights saw, not the base rate."""
+        first = self.window_end - self.window  # the update of step first + 1 is the window's first
+        return float(self.cfg.lr * np.mean([self.lr_factor(s) for s in range(first, self.window_end)]))
 
     def _log_predictions(self, out: Measurement, variance: Optional[np.ndarray] = None) -> None:
         """The predicted variance per direction, for uncorrelated noise, for the noise's own memory

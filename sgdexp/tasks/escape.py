@@ -304,7 +304,7 @@ class Escape:
             noise.load_state_dict(state["noise"])
             rec = {k: v.to(self.device) for k, v in state["records"].items()}
             start = state["step"]
-        lr_factor = lr_factor_fn(OmegaConf.merge(cfg.trainer, {"steps": max_steps}))
+        lr_factor = lr_factor_fn(cfg.trainer, max_steps)
         base_lr, constant_rate = cfg.optimizer.lr, constant_lr(cfg.trainer)
         sync_every, checkpoint_every = int(cfg.trainer.log_every), int(cfg.trainer.checkpoint_every)
         step = start
