@@ -86,10 +86,13 @@ def diffusion_on(params, dims: int, steps: int, **overrides) -> Diffusion:
 
 def test_waiting_times_past_the_run_are_dropped_and_said(caplog):
     caplog.set_level("INFO")
-    analysis = diffusion_on([torch.zeros(8)], 64, 200, every=7, waiting_times=[0, 199, 100, 5000])
-    # snapped to recorded steps (multiples of 7): 199 -> 203 and 5000 lie past step 200
-    assert analysis.waiting == [0, 105]
-    assert "waiting_times [199, 5000] fall at or after the run's last step 200" in caplog.text
+    analysis = diffusion_on([torch.zeros(8)], 64, 200, every=7, waiting_times=[0, 199, 100, 180, 5000])
+    # snapped to recorded steps (multiples of 7): 199 -> 203 and 5000 lie past step 200, and
+    # 180 -> 182 leaves the lags 7 and 14 before it, too few for an exponent
+    assert analysis.waiting == [0, 105] and all(len(lags) >= 3 for lags in analysis.lags)
+    assert "waiting_times [199, 180, 5000] leave fewer than 3 recorded lags before the run's last step 200" \
+        in caplog.text
+    assert "move to the next recorded step (every 7 from step 0): 100 -> 105" in caplog.text
 
 
 @pytest.mark.parametrize("dims", [64, 4])

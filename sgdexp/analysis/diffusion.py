@@ -134,14 +134,19 @@ class Diffusion(Analysis):
         self.mark = torch.zeros(self.D, dtype=torch.float64, device=device)
         self.mark_move = torch.zeros(self.D, dtype=torch.float64, device=device)
         # Waiting times snapped to recorded steps; per t_w its lag grid (multiples of `every`).
+        # A t_w needs 3 lags for an exponent: one closer to the run's end gives no MSD curve.
         snapped = {int(w): self._next_recorded(int(w)) for w in cfg.waiting_times}
-        self.waiting = sorted({w for w in snapped.values() if w < steps})
-        late = [w for w, recorded in snapped.items() if recorded >= steps]
+        grids = {w: log_lags((steps - w) // self.every, int(cfg.lags)) * self.every for w in set(snapped.values())}
+        self.waiting = sorted(w for w, lags in grids.items() if len(lags) >= 3)
+        moved = {w: recorded for w, recorded in snapped.items() if recorded != w and recorded in self.waiting}
+        if moved:
+            log.info("diffusion: analysis.diffusion.waiting_times move to the next recorded step (every %d from "
+                     "step %d): %s", self.every, self.start, ", ".join(f"{w} -> {r}" for w, r in moved.items()))
+        late = [w for w, recorded in snapped.items() if recorded not in self.waiting]
         if late:  # not an error: the defaults (up to 1000) and a sweep's runs of several lengths share them
-            log.info("diffusion: analysis.diffusion.waiting_times %s fall at or after the run's last "
-                     "step %d (or its last recorded one): no MSD from them", late, steps)
-        self.lags: List[np.ndarray] = [log_lags((steps - w) // self.every, int(cfg.lags)) * self.every
-                                       for w in self.waiting]
+            log.info("diffusion: analysis.diffusion.waiting_times %s leave fewer than 3 recorded lags before "
+                     "the run's last step %d: no MSD from them", late, steps)
+        self.lags: List[np.ndarray] = [grids[w] for w in self.waiting]
         self.refs = torch.zeros(len(self.waiting), self.D, dtype=torch.float64, device=device)
         self.reference_at = {w: k for k, w in enumerate(self.waiting)}  # step -> its row of refs
         self.curves = [np.full(len(l), np.nan) for l in self.lags]
