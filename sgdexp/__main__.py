@@ -76,7 +76,7 @@ def main(cfg: DictConfig) -> float:
 def cli() -> None:
     sys.argv[1:] = quote_home(presets_as_choices(sys.argv[1:]))
     check_group_choices(sys.argv[1:])
-    from sgdexp.cli_checks import check_launcher
+    from sgdexp.cli_checks import check_every_job_first, check_launcher
 
     problem = check_launcher(sys.argv[1:])
     if problem:
@@ -84,6 +84,7 @@ def cli() -> None:
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         hide_schema_groups()
     register_configs()
+    check_every_job_first()
     # Hydra prints its composition errors over several lines and exits; let them reach us instead,
     # so that an unknown key or a bad value is one line (sgdexp.cli_checks).
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
@@ -92,6 +93,8 @@ def cli() -> None:
     warnings.filterwarnings("ignore", message=r"\s*.hydra/launcher/\w+. is validated against ConfigStore schema")
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
+    from sgdexp.errors import RefusedJob
+
     try:
         main()
     except (ConfigCompositionException, OverrideParseException) as err:
@@ -99,6 +102,9 @@ def cli() -> None:
 
         remove_unlaunched_sweep(err)
         sys.exit(f"sgdexp: error: {composition_error_line(err, sys.argv[1:], CONF)}")
+    except RefusedJob as err:  # each refused job said why as it ran; the sweep's exit says so too
+        print(f"sgdexp: error: a job of the sweep was refused (its other jobs ran): {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

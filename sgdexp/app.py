@@ -10,7 +10,7 @@ from typing import Optional
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sgdexp.errors import ConfigError, StorageError
+from sgdexp.errors import ConfigError, RefusedJob, StorageError
 
 log = logging.getLogger("sgdexp")
 
@@ -77,6 +77,8 @@ def run(cfg: DictConfig) -> float:
         # A user mistake: one line, no traceback, non-zero exit, nothing written by the task.
         print(f"sgdexp: error: {err}", file=sys.stderr)
         _remove_if_unused(output_dir())
+        if sweep_dir() is not None:  # the sweep's other jobs run on, and it fails at the end (sgdexp.__main__)
+            raise RefusedJob(f"{job_label()}: {err}") from None
         sys.exit(2)
     except StorageError as err:
         print(f"sgdexp: error: {err}", file=sys.stderr)

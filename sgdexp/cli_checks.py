@@ -3,7 +3,8 @@
 - an unknown key (`optimizer.lrr=0.1`): the closest existing keys (difflib), or the group member the
   key belongs to when it exists only there (`noise.hurst` without `noise=gd_fbm`);
 - a value Hydra cannot merge (`trainer.steps=abc`): the key, the value and the reason;
-- `hydra/launcher=submitit_slurm` on a machine without SLURM: said before a sweep directory is made.
+- `hydra/launcher=submitit_slurm` on a machine without SLURM: said before a sweep directory is made;
+- a value out of range in any job of a sweep (`optimizer.lr=0.1,-1`): said before the first job runs.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import re
 import shutil
 from typing import Dict, List, Optional, Sequence, Set
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 SLURM_LAUNCHERS = ("submitit_slurm",)
 
@@ -35,6 +36,37 @@ def check_launcher(argv: Sequence[str]) -> Optional[str]:
                         f"({', '.join(missing)} not found on PATH); use hydra/launcher=submitit_local or joblib "
                         f"on this machine")
     return None
+
+
+def check_every_job_first() -> None:
+    """Make a sweep check every job's ranges and choices (`sgdexp.config.validate`) before its first job
+    runs, where each job checked only its own: `optimizer.lr=0.1,-1` trained job #0 before job #1
+    stopped the sweep. Hydra's sweepers compose every job's config of a batch before launching it
+    (`Sweeper.validate_batch_is_legal`, which catches composition errors early); this validates each
+    config there too, and a bad one stops the sweep as a composition error does (one line, and the
+    sweep directory removed). Checks that need the data or the model (a batch larger than the
+    dataset) still run in each job."""
+    from hydra.errors import ConfigCompositionException
+    from hydra.plugins.sweeper import Sweeper
+
+    from sgdexp.config import validate
+    from sgdexp.errors import ConfigError
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        # Hydra's own body (hydra/plugins/sweeper.py), with the validation of each composed config
+        context = getattr(self, "hydra_context", None)
+        loader = context.config_loader if context is not None else self.config_loader
+        first = (getattr(self, "batch_index", 1) - 1) * (getattr(self, "max_batch_size", None) or 0)
+        for i, overrides in enumerate(batch):
+            cfg = loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
+            with open_dict(cfg):
+                del cfg["hydra"]  # the job's task function sees the config without it
+            try:
+                validate(cfg)
+            except ConfigError as err:
+                raise ConfigCompositionException(f"{err} (sweep job #{first + i})") from None
+
+    Sweeper.validate_batch_is_legal = validate_batch_is_legal
 
 
 def _flat_keys(node, prefix: str = "") -> Set[str]:

@@ -15,3 +15,10 @@ class ConfigError(ValueError):
 class StorageError(RuntimeError):
     """The run directory stopped accepting writes (disk full, read-only, gone): the run stops with
     `status: failed`; the message says where, why, and that what was written before is intact."""
+
+
+class RefusedJob(Exception):
+    """A sweep's job that its own checks refused (a ConfigError found with the data or the model, such as
+    a batch larger than the dataset). An Exception, where a single run exits: Hydra's launchers then mark
+    the job failed and run the sweep's other jobs, and the sweeper raises it when the batch has run.
+    The message is the job's label and its error."""

@@ -48,6 +48,34 @@ def test_joblib_multirun_two_jobs_wandb_offline(tmp_cwd):
     assert len({(job / "wandb_run_id").read_text() for job in jobs}) == 2
 
 
+SWEEP = ["trainer.steps=20", "trainer.eval_every=10", "trainer.progress=false", "logger=none", "device=cpu"]
+
+
+def test_a_bad_value_in_any_job_stops_the_sweep_before_its_first(tmp_cwd):
+    # job #0 is valid: before, it trained before job #1 stopped the sweep
+    proc = cli(["-m", "optimizer.lr=0.1,-1", *SWEEP], cwd=tmp_cwd)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode != 0 and lines == ["sgdexp: error: optimizer.lr=-1.0 is not allowed: must be > 0.0 "
+                                              "(sweep job #1)"], proc.stderr[-2000:]
+    assert list(tmp_cwd.iterdir()) == []  # no job ran, and the sweep directory is gone
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_a_job_refused_by_its_data_does_not_stop_the_sweeps_other_jobs(tmp_cwd, launcher):
+    # a batch larger than the dataset is found by job #1 itself, with the data: it is refused with its
+    # one line, jobs #0 and #2 run, and the sweep exits non-zero saying which job was refused
+    proc = cli(["-m", "noise.batch_size=16,5000,32", f"hydra/launcher={launcher}", "hydra.sweep.dir=sweep", *SWEEP],
+               cwd=tmp_cwd)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    refusal = "noise.batch_size=5000 is not allowed: at most the 1437 training samples of dataset=digits"
+    assert f"sgdexp: error: {refusal}" in proc.stderr.splitlines()
+    assert proc.stderr.splitlines()[-1].startswith("sgdexp: error: a job of the sweep was refused (its other jobs "
+                                                   "ran): job 1 noise.batch_size=5000 ") and refusal in proc.stderr
+    assert sorted(p.name for p in (tmp_cwd / "sweep").glob("[0-9]")) == ["0", "2"]
+    for job in ("0", "2"):
+        assert json.loads((tmp_cwd / "sweep" / job / "summary.json").read_text())["status"] == "completed"
+
+
 def test_diverging_run_exits_zero_and_says_so(tmp_cwd):
     proc = cli(["optimizer.lr=1e6", "trainer.steps=200", "logger=none", "device=cpu", "trainer.progress=false",
                 "hydra.run.dir=run"], cwd=tmp_cwd)
