@@ -60,7 +60,7 @@ def check_every_job_first() -> None:
         for i, overrides in enumerate(batch):
             cfg = loader.load_sweep_config(master_config=self.config, sweep_overrides=list(overrides))
             with open_dict(cfg):
-                del cfg["hydra"]  # the job's task function sees the config without it
+                cfg.pop("hydra", None)  # the job's task function sees the config without it
             try:
                 validate(cfg)
             except ConfigError as err:
