@@ -40,8 +40,8 @@ def check_launcher(argv: Sequence[str]) -> Optional[str]:
 
 def check_every_job_first() -> None:
     """Make a sweep check every job's ranges and choices (`sgdexp.config.validate`) before its first job
-    runs, where each job checked only its own: `optimizer.lr=0.1,-1` trained job #0 before job #1
-    stopped the sweep. Hydra's sweepers compose every job's config of a batch before launching it
+    runs: a job checks only its own, so `optimizer.lr=0.1,-1` would train job #0 before job #1 stopped
+    the sweep. Hydra's sweepers compose every job's config of a batch before launching it
     (`Sweeper.validate_batch_is_legal`, which catches composition errors early); this validates each
     config there too, and a bad one stops the sweep as a composition error does (one line, and the
     sweep directory removed). Checks that need the data or the model (a batch larger than the

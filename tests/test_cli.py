@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import cli
+from conftest import FAST, cli
 
 BAD = [
     (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
@@ -48,7 +48,7 @@ def test_joblib_multirun_two_jobs_wandb_offline(tmp_cwd):
     assert len({(job / "wandb_run_id").read_text() for job in jobs}) == 2
 
 
-SWEEP = ["trainer.steps=20", "trainer.eval_every=10", "trainer.progress=false", "logger=none", "device=cpu"]
+SWEEP = [*FAST, "trainer.steps=20", "trainer.eval_every=10"]
 
 
 def test_a_bad_value_in_any_job_stops_the_sweep_before_its_first(tmp_cwd):
