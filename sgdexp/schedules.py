@@ -22,16 +22,18 @@ def lr_factor_fn(trainer: DictConfig, steps: Optional[int] = None) -> Callable[[
     """factor(step) for the update taken at `step` (0-based), multiplying the optimizer's lr. `trainer`:
     the trainer's config, or an analysis' that copies its schedule keys (`lr_schedule`, `lr_milestones`,
     `lr_gamma`, `warmup_steps`) with the run's `steps` given apart."""
-    steps = trainer.steps if steps is None else steps
-    warmup = trainer.warmup_steps
-    milestones = sorted(trainer.lr_milestones) or [steps // 2, (3 * steps) // 4]
+    # Plain Python values, read once: `factor` runs at every step of a scheduled run, where a config
+    # read costs microseconds, and ~0.3 ms through an analysis' interpolations (curvature's copy).
+    steps = int(trainer.steps if steps is None else steps)
+    warmup, schedule, gamma = int(trainer.warmup_steps), str(trainer.lr_schedule), float(trainer.lr_gamma)
+    milestones = sorted(int(m) for m in trainer.lr_milestones) or [steps // 2, (3 * steps) // 4]
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        if trainer.lr_schedule == "step":
-            return trainer.lr_gamma ** bisect.bisect_right(milestones, step)
-        if trainer.lr_schedule == "cosine":
+        if schedule == "step":
+            return gamma ** bisect.bisect_right(milestones, step)
+        if schedule == "cosine":
             progress = (step - warmup) / max(1, steps - warmup)
             return 0.5 * (1.0 + math.cos(math.pi * progress))
         return 1.0

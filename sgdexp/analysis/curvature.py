@@ -84,7 +84,8 @@ class Curvature(Analysis):
             log.info("curvature: no stationary-variance prediction: it is for a constant learning rate, and "
                      "trainer.lr_schedule=%s, trainer.warmup_steps=%d", cfg.lr_schedule, cfg.warmup_steps)
             self.fixed_hessian = False
-        self.lr_factor = lr_factor_fn(cfg, steps)  # the rate over a window, for its relaxation times
+        # the rate over a window, for its relaxation times (a loop over the window's steps only under a schedule)
+        self.lr_factor = None if constant_lr(cfg) else lr_factor_fn(cfg, steps)
         self.noise = None  # the run's noise mode (`connect`)
         self.device = source.params[0].device
         n = source.n_train
@@ -290,6 +291,8 @@ class Curvature(Analysis):
     def _window_lr(self) -> float:
         """The learning rate of the window's updates, their mean under a schedule (update `s` takes
         factor(s − 1)): a relaxation time is that of the rate the weights saw, not the base rate."""
+        if self.lr_factor is None:
+            return float(self.cfg.lr)
         first = self.window_end - self.window  # the update of step first + 1 is the window's first
         return float(self.cfg.lr * np.mean([self.lr_factor(s) for s in range(first, self.window_end)]))
 
