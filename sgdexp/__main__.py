@@ -68,6 +68,21 @@ def remove_unlaunched_sweep(err: BaseException) -> None:
         parent.rmdir()
 
 
+def refused_jobs(err: BaseException):
+    """The messages of every job the sweep's last batch refused, and how many jobs it launched. Hydra's
+    sweeper raises the first failed job's exception and looks no further; its launcher's results are
+    only in the sweeper's frame (`BasicSweeper.sweep`'s `results`), hence the walk."""
+    from sgdexp.errors import RefusedJob
+
+    tb, results = err.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "sweep" and isinstance(tb.tb_frame.f_locals.get("results"), (list, tuple)):
+            results = tb.tb_frame.f_locals["results"]
+        tb = tb.tb_next
+    refused = [str(r._return_value) for r in results or () if isinstance(getattr(r, "_return_value", None), RefusedJob)]
+    return (refused, len(results)) if refused else ([str(err)], None)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> float:
     return run(cfg)
@@ -102,8 +117,15 @@ def cli() -> None:
 
         remove_unlaunched_sweep(err)
         sys.exit(f"sgdexp: error: {composition_error_line(err, sys.argv[1:], CONF)}")
-    except RefusedJob as err:  # each refused job said why as it ran; the sweep's exit says so too
-        print(f"sgdexp: error: a job of the sweep was refused (its other jobs ran): {err}", file=sys.stderr)
+    except RefusedJob as err:  # each refused job said why as it ran; the sweep's exit names them all
+        refused, launched = refused_jobs(err)
+        if launched is not None and len(refused) == launched:
+            jobs = "the sweep's one job was refused" if launched == 1 else f"all {launched} jobs of the sweep were refused"
+        elif len(refused) == 1:
+            jobs = "a job of the sweep was refused (its other jobs ran)"
+        else:
+            jobs = f"{len(refused)} of the sweep's {launched} jobs were refused (the others ran)"
+        print(f"sgdexp: error: {jobs}: {'; '.join(refused)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -62,15 +62,19 @@ def test_a_bad_value_in_any_job_stops_the_sweep_before_its_first(tmp_cwd):
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_a_job_refused_by_its_data_does_not_stop_the_sweeps_other_jobs(tmp_cwd, launcher):
-    # a batch larger than the dataset is found by job #1 itself, with the data: it is refused with its
-    # one line, jobs #0 and #2 run, and the sweep exits non-zero saying which job was refused
-    proc = cli(["-m", "noise.batch_size=16,5000,32", f"hydra/launcher={launcher}", "hydra.sweep.dir=sweep", *SWEEP],
-               cwd=tmp_cwd)
+    # a batch larger than the dataset is found by jobs #1 and #3 themselves, with the data: each is refused
+    # with its one line, jobs #0 and #2 run, and the sweep exits non-zero naming both refused jobs (Hydra's
+    # sweeper raises the first failure only)
+    proc = cli(["-m", "noise.batch_size=16,5000,32,6000", f"hydra/launcher={launcher}", "hydra.sweep.dir=sweep",
+                *SWEEP], cwd=tmp_cwd)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    refusal = "noise.batch_size=5000 is not allowed: at most the 1437 training samples of dataset=digits"
-    assert f"sgdexp: error: {refusal}" in proc.stderr.splitlines()
-    assert proc.stderr.splitlines()[-1].startswith("sgdexp: error: a job of the sweep was refused (its other jobs "
-                                                   "ran): job 1 noise.batch_size=5000 ") and refusal in proc.stderr
+    refusals = [f"noise.batch_size={b} is not allowed: at most the 1437 training samples of dataset=digits"
+                for b in (5000, 6000)]
+    assert all(f"sgdexp: error: {r}" in proc.stderr.splitlines() for r in refusals)
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("sgdexp: error: 2 of the sweep's 4 jobs were refused (the others ran): job 1 "
+                           "noise.batch_size=5000 ") and f"; job 3 noise.batch_size=6000 " in last, last
+    assert all(r in last for r in refusals)
     assert sorted(p.name for p in (tmp_cwd / "sweep").glob("[0-9]")) == ["0", "2"]
     for job in ("0", "2"):
         assert json.loads((tmp_cwd / "sweep" / job / "summary.json").read_text())["status"] == "completed"

@@ -213,7 +213,7 @@ def test_pretraining_that_diverges_is_a_one_line_error_naming_its_lr(tmp_path):
 def test_a_shared_pretraining_that_diverged_is_not_run_again(tmp_path):
     # a multirun shares one pretraining (<sweep>/.pretrain/<key>); once it diverged, a job that
     # reaches it (the sweep's second job, and the sweep run again into the same directory) fails with
-    # the same one line at once, from its record; the sweep's last line names the first refused job
+    # the same one line at once, from its record; the sweep's last line names both refused jobs
     args = ["-m", "task=escape", "dataset=teacher_student", "dataset.n_train=64", "dataset.n_test=16", "model.widths=[8]",
             "task.pretrain_steps=300", "task.pretrain_lr=50", "optimizer.lr=0.1", "task.max_steps=5", "task.replicas=2",
             "task.sharpness_probes=0", "task.tail_batches=0", "noise=gd_white", "noise.sigma=0.1,0.2",
@@ -225,5 +225,6 @@ def test_a_shared_pretraining_that_diverged_is_not_run_again(tmp_path):
         assert proc.returncode == 2
         assert (proc.stdout + proc.stderr).count("the run diverged") == ran
         errors = [l for l in proc.stderr.splitlines() if l.startswith("sgdexp: error:")]
-        assert len(errors) == 3 and errors[-1].startswith("sgdexp: error: a job of the sweep was refused")
+        assert len(errors) == 3 and errors[-1].startswith("sgdexp: error: all 2 jobs of the sweep were refused: job 0 ") \
+            and "; job 1 " in errors[-1]
         assert all("task.pretrain_lr=50.0 is not allowed" in e and str(shared[0].name) in e for e in errors)
