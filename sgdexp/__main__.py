@@ -46,18 +46,24 @@ def hide_schema_groups() -> None:
     Hydra.format_config_groups = public
 
 
+def sweeper_local(err: BaseException, name: str, kind):
+    """The sweeper's local `name` (of type `kind`) where `err` passed through it, else None: Hydra keeps
+    the sweep's directory and its launcher's results nowhere else (`BasicSweeper.sweep`), hence the walk."""
+    tb, found = err.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "sweep" and isinstance(tb.tb_frame.f_locals.get(name), kind):
+            found = tb.tb_frame.f_locals[name]
+        tb = tb.tb_next
+    return found
+
+
 def remove_unlaunched_sweep(err: BaseException) -> None:
     """Hydra's sweeper makes the sweep directory and its multirun.yaml before it composes the jobs'
     configs: when one of them fails (a key that a swept member lacks), nothing ran, so the directory
-    that holds only that file goes too (a report would list it as an empty sweep). Hydra keeps the
-    path nowhere but in the sweeper's frame (`BasicSweeper.sweep`'s `sweep_dir`), hence the walk."""
+    that holds only that file goes too (a report would list it as an empty sweep)."""
     from pathlib import Path
 
-    tb, sweep = err.__traceback__, None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_name == "sweep" and isinstance(tb.tb_frame.f_locals.get("sweep_dir"), Path):
-            sweep = tb.tb_frame.f_locals["sweep_dir"]
-        tb = tb.tb_next
+    sweep = sweeper_local(err, "sweep_dir", Path)
     if sweep is None or not sweep.is_dir() or [p.name for p in sweep.iterdir()] != ["multirun.yaml"]:
         return
     (sweep / "multirun.yaml").unlink()
@@ -69,16 +75,11 @@ def remove_unlaunched_sweep(err: BaseException) -> None:
 
 
 def refused_jobs(err: BaseException):
-    """The messages of every job the sweep's last batch refused, and how many jobs it launched. Hydra's
-    sweeper raises the first failed job's exception and looks no further; its launcher's results are
-    only in the sweeper's frame (`BasicSweeper.sweep`'s `results`), hence the walk."""
+    """The messages of every job the sweep's last batch refused, and how many jobs it launched (Hydra's
+    sweeper raises the first failed job's exception and looks no further)."""
     from sgdexp.errors import RefusedJob
 
-    tb, results = err.__traceback__, None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_name == "sweep" and isinstance(tb.tb_frame.f_locals.get("results"), (list, tuple)):
-            results = tb.tb_frame.f_locals["results"]
-        tb = tb.tb_next
+    results = sweeper_local(err, "results", (list, tuple))
     refused = [str(r._return_value) for r in results or () if isinstance(getattr(r, "_return_value", None), RefusedJob)]
     return (refused, len(results)) if refused else ([str(err)], None)
 
