@@ -158,6 +158,8 @@ def test_all_censored_reports_a_lower_bound(tmp_path):
     (["noise=gd_white", "noise.sigma=matched"], "noise.sigma"),
     (["landscape=quadratic", "noise=gd_white", "noise.sigma=1"], "task.criterion"),
     (["landscape=none", "noise=gd_white", "noise.sigma=1"], "task.init_from"),
+    (["analysis=[diffusion]"], "analysis"),  # escape runs no analyses: refused rather than ignored
+    (["landscape=none", "task.pretrain_steps=10", "analysis=[curvature,generalization]"], "analysis"),
 ])
 def test_bad_input_is_one_error_and_nothing_written(tmp_path, overrides, key):
     out = tmp_path / "run"

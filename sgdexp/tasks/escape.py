@@ -145,6 +145,10 @@ def pretrain(cfg: DictConfig, out_dir: Path, group: Optional[str]) -> Setup:
 def check_escape_config(cfg: DictConfig, landscape: Optional[Landscape]) -> None:
     """Everything that is wrong with an escape config, as a ConfigError, before anything is written."""
     task, noise = cfg.task, cfg.noise
+    if cfg.get("analysis"):  # else they would be ignored without a word (the pretraining runs none either)
+        raise ConfigError("analysis", list(cfg.analysis), "[] with task=escape, which runs no analyses: its measurements "
+                          "at θ* are task.sharpness_probes and task.tail_batches (for the analyses of θ*'s training, "
+                          "train it with task=train and pass that run as task.init_from)")
     if landscape is not None:
         where = f"landscape={cfg.landscape.name} has no samples"
         if noise.name in NO_SAMPLE_MODES:
