@@ -32,8 +32,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["device=cpu", "logger=none", "trainer.progress=false", "trainer.steps=60", "trainer.log_every=5",
-       "trainer.eval_every=10", "trainer.checkpoint_every=15", "analysis=[noise_stats]",
-       "analysis.noise_stats.every=20", "analysis.noise_stats.batches=8", "analysis.noise_stats.params=50"]
+       "trainer.eval_every=10", "trainer.checkpoint_every=15", "analysis=[noise_stats,diffusion,curvature]",
+       "analysis.noise_stats.every=20", "analysis.noise_stats.batches=8", "analysis.noise_stats.params=50",
+       # the analyses that keep state across steps (diffusion's records, curvature's windows) resume too
+       "analysis.diffusion.log_every=10", "analysis.curvature.start=5", "analysis.curvature.every=25",
+       "analysis.curvature.window=12"]
 MOMENTS = ("step", "evaluate", "analysis", "checkpoint")
 
 
