@@ -74,14 +74,22 @@ def remove_unlaunched_sweep(err: BaseException) -> None:
         parent.rmdir()
 
 
-def refused_jobs(err: BaseException):
-    """The messages of every job the sweep's last batch refused, and how many jobs it launched (Hydra's
-    sweeper raises the first failed job's exception and looks no further)."""
+def refused_jobs_line(err: BaseException) -> str:
+    """The sweep's last line when its jobs refused their configs: every refused job with its reason
+    (Hydra's sweeper raises the first failed job's exception and looks no further)."""
     from sgdexp.errors import RefusedJob
 
-    results = sweeper_local(err, "results", (list, tuple))
-    refused = [str(r._return_value) for r in results or () if isinstance(getattr(r, "_return_value", None), RefusedJob)]
-    return (refused, len(results)) if refused else ([str(err)], None)
+    results = sweeper_local(err, "results", (list, tuple)) or ()
+    refused = [str(r._return_value) for r in results if isinstance(getattr(r, "_return_value", None), RefusedJob)]
+    if not refused:  # not raised through a sweeper we know: the one error we have
+        refused = [str(err)]
+    if len(refused) == len(results):
+        jobs = "the sweep's one job was refused" if len(results) == 1 else f"all {len(results)} jobs of the sweep were refused"
+    elif len(refused) == 1:
+        jobs = "a job of the sweep was refused (its other jobs ran)"
+    else:
+        jobs = f"{len(refused)} of the sweep's {len(results)} jobs were refused (the others ran)"
+    return f"sgdexp: error: {jobs}: {'; '.join(refused)}"
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
@@ -119,14 +127,7 @@ def cli() -> None:
         remove_unlaunched_sweep(err)
         sys.exit(f"sgdexp: error: {composition_error_line(err, sys.argv[1:], CONF)}")
     except RefusedJob as err:  # each refused job said why as it ran; the sweep's exit names them all
-        refused, launched = refused_jobs(err)
-        if launched is not None and len(refused) == launched:
-            jobs = "the sweep's one job was refused" if launched == 1 else f"all {launched} jobs of the sweep were refused"
-        elif len(refused) == 1:
-            jobs = "a job of the sweep was refused (its other jobs ran)"
-        else:
-            jobs = f"{len(refused)} of the sweep's {launched} jobs were refused (the others ran)"
-        print(f"sgdexp: error: {jobs}: {'; '.join(refused)}", file=sys.stderr)
+        print(refused_jobs_line(err), file=sys.stderr)
         sys.exit(2)
 
 

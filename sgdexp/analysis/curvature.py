@@ -13,10 +13,11 @@ At each measurement (every `every` steps from `start`, and at the end):
 - the per-step noise variance along each direction, s_i = v_iᵀ C v_i / B times (N − B)/(N − 1)
   under `noise.sampler=epoch` (the batch-noise power of sampling without replacement);
 - on a fixed Hessian (`model=linear` on a regression set, trained by `optimizer=sgd` at a constant
-  learning rate with a noise mode of finite variance), the variance that uncorrelated noise of that power would give, per
-  direction (torch's SGD with momentum, Nesterov, weight decay), and the same for the noise's own
-  memory: stationary where no window follows, else what the window's sample variance reads in
-  expectation (its mean moves with the slow directions: `stats.expected_window_variance`).
+  learning rate with a noise mode of finite variance), the variance that uncorrelated noise of that
+  power would give, per direction (torch's SGD with momentum, Nesterov, weight decay), and the same
+  for the noise's own memory: stationary where no window follows, else what the window's sample
+  variance reads in expectation (its mean moves with the slow directions:
+  `stats.expected_window_variance`).
 
 Then the weights are projected on the same directions after each of the next `window` updates; at
 the window's end the variance of each projection is logged beside its eigenvalue, its relaxation
@@ -78,14 +79,15 @@ class Curvature(Analysis):
                                       f"eigenpair of models with at most analysis.curvature.exact_below="
                                       f"{cfg.exact_below} parameters)")
         self.fixed_hessian = has_fixed_hessian(source) and cfg.optimizer == "sgd"
-        if self.fixed_hessian and not constant_lr(cfg):
+        constant_rate = constant_lr(cfg)
+        if self.fixed_hessian and not constant_rate:
             # the stationary variance is that of one learning rate: under a schedule the weights'
             # variance follows the rate with a lag of the relaxation time, which no ratio would show
             log.info("curvature: no stationary-variance prediction: it is for a constant learning rate, and "
                      "trainer.lr_schedule=%s, trainer.warmup_steps=%d", cfg.lr_schedule, cfg.warmup_steps)
             self.fixed_hessian = False
         # the rate over a window, for its relaxation times (a loop over the window's steps only under a schedule)
-        self.lr_factor = None if constant_lr(cfg) else lr_factor_fn(cfg, steps)
+        self.lr_factor = None if constant_rate else lr_factor_fn(cfg, steps)
         self.noise = None  # the run's noise mode (`connect`)
         self.device = source.params[0].device
         n = source.n_train
