@@ -46,6 +46,24 @@ def hide_schema_groups() -> None:
     Hydra.format_config_groups = public
 
 
+def quiet_refused_jobs() -> None:
+    """A refused job printed its own line as it ran, and the sweep's last line names it again: Hydra's
+    "Error executing job with overrides: [...]", which it writes before re-raising a failed job's error,
+    would say it a third time. Other failures keep that line (Hydra has no switch for it)."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from sgdexp.errors import RefusedJob
+
+    hydras = JobReturn.return_value
+
+    def return_value(self):
+        if self.status == JobStatus.FAILED and isinstance(self._return_value, RefusedJob):
+            raise self._return_value
+        return hydras.fget(self)
+
+    JobReturn.return_value = property(return_value, hydras.fset)
+
+
 def sweeper_local(err: BaseException, name: str, kind):
     """The sweeper's local `name` (of type `kind`) where `err` passed through it, else None: Hydra keeps
     the sweep's directory and its launcher's results nowhere else (`BasicSweeper.sweep`), hence the walk."""
@@ -109,6 +127,7 @@ def cli() -> None:
         hide_schema_groups()
     register_configs()
     check_every_job_first()
+    quiet_refused_jobs()
     # Hydra prints its composition errors over several lines and exits; let them reach us instead,
     # so that an unknown key or a bad value is one line (sgdexp.cli_checks).
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")

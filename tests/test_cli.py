@@ -64,7 +64,7 @@ def test_a_bad_value_in_any_job_stops_the_sweep_before_its_first(tmp_cwd):
 def test_a_job_refused_by_its_data_does_not_stop_the_sweeps_other_jobs(tmp_cwd, launcher):
     # a batch larger than the dataset is found by jobs #1 and #3 themselves, with the data: each is refused
     # with its one line, jobs #0 and #2 run, and the sweep exits non-zero naming both refused jobs (Hydra's
-    # sweeper raises the first failure only)
+    # sweeper raises the first failure only, after its own "Error executing job" line, which is not repeated)
     proc = cli(["-m", "noise.batch_size=16,5000,32,6000", f"hydra/launcher={launcher}", "hydra.sweep.dir=sweep",
                 *SWEEP], cwd=tmp_cwd)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -75,6 +75,7 @@ def test_a_job_refused_by_its_data_does_not_stop_the_sweeps_other_jobs(tmp_cwd, 
     assert last.startswith("sgdexp: error: 2 of the sweep's 4 jobs were refused (the others ran): job 1 "
                            "noise.batch_size=5000 ") and f"; job 3 noise.batch_size=6000 " in last, last
     assert all(r in last for r in refusals)
+    assert "Error executing job" not in proc.stderr, proc.stderr[-3000:]
     assert sorted(p.name for p in (tmp_cwd / "sweep").glob("[0-9]")) == ["0", "2"]
     for job in ("0", "2"):
         assert json.loads((tmp_cwd / "sweep" / job / "summary.json").read_text())["status"] == "completed"
