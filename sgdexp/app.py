@@ -83,6 +83,8 @@ def run(cfg: DictConfig) -> float:
     except StorageError as err:
         print(f"sgdexp: error: {err}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the run's last line said where it stopped
+        sys.exit(143 if str(err) == "SIGTERM" else 130)  # the shell's codes for the two signals
 
 
 def claimed(cfg: DictConfig, out_dir: Path) -> None:
@@ -109,6 +111,22 @@ def _remove_if_unused(out_dir: Path) -> None:
         pass
 
 
+def without_secrets(hydra: DictConfig) -> DictConfig:
+    """Hydra's record with the values of secret-named environment variables hidden: a W&B key passed as
+    `+hydra.job.env_set.WANDB_API_KEY=...` reaches the job's environment, not the run directory."""
+    from omegaconf import OmegaConf
+
+    from sgdexp.errors import SECRET_KEY, shown
+
+    record = OmegaConf.to_container(hydra)
+    env = record["job"].get("env_set") or {}
+    record["job"]["env_set"] = {name: shown(name, value) for name, value in env.items()}
+    for kind in ("hydra", "task"):
+        record["overrides"][kind] = [f"{e.split('=', 1)[0]}=<hidden>" if SECRET_KEY.search(e.split("=", 1)[0]) else e
+                                     for e in record["overrides"].get(kind) or []]
+    return OmegaConf.create({"hydra": record})
+
+
 def save_hydra_files(cfg: DictConfig, out_dir: Path) -> None:
     """`.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml`, as Hydra writes them, but only once the
     run owns its directory and its resume passed the guard (`hydra.output_subdir: null` keeps Hydra
@@ -119,5 +137,5 @@ def save_hydra_files(cfg: DictConfig, out_dir: Path) -> None:
     folder = out_dir / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, folder / "config.yaml", resolve=False)
-    OmegaConf.save(OmegaConf.create({"hydra": hc}), folder / "hydra.yaml", resolve=False)
+    OmegaConf.save(without_secrets(hc), folder / "hydra.yaml", resolve=False)
     OmegaConf.save(OmegaConf.create(list(hc.overrides.task)), folder / "overrides.yaml")

@@ -123,8 +123,10 @@ def composition_error_line(err: Exception, argv: Sequence[str], conf_dir) -> str
     cause = str(err.__cause__ or "").strip().splitlines()
     match = re.match(r"Could not override '([^']+)'", text)
     if match:
+        from sgdexp.errors import shown
+
         key = match[1]
-        value = next((a.split("=", 1)[1] for a in argv if a.split("=", 1)[0] == key), "")
+        value = shown(key, next((a.split("=", 1)[1] for a in argv if a.split("=", 1)[0] == key), ""))
         try:
             from sgdexp.config import compose_config
 
@@ -136,7 +138,9 @@ def composition_error_line(err: Exception, argv: Sequence[str], conf_dir) -> str
         return unknown_key_line(key, value, cfg, conf_dir)
     match = re.match(r"Error merging override (\S+?)=(.*)", text)
     if match:
+        from sgdexp.errors import shown
+
         reason = cause[0] if cause else "a value of the key's type"
-        return f"{match[1]}={match[2]!r} is not allowed: {reason}"
+        return f"{match[1]}={shown(match[1], match[2])!r} is not allowed: {reason}"
     lines: List[str] = [line.strip() for line in text.splitlines() + cause if line.strip()]
     return " ".join(lines[:3])

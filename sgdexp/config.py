@@ -8,6 +8,7 @@ the key, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ class TrainerConfig:
 
 @dataclass
 class Config:
-    seed: int = ranged(0, ge=0)
+    seed: int = ranged(0, ge=0, le=2**64 - 1)  # torch.Generator.manual_seed takes 64-bit seeds
     device: str = ranged("auto", choices=("auto", "cpu", "cuda"))
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     dataset: Any = MISSING
@@ -88,7 +89,7 @@ class DatasetConfig:
 @dataclass
 class DigitsConfig(DatasetConfig):
     test_fraction: float = ranged(MISSING, gt=0.0, lt=1.0)
-    split_seed: int = ranged(MISSING, ge=0)
+    split_seed: int = ranged(MISSING, ge=0, le=2**32 - 1)  # sklearn's random_state
 
 
 @dataclass
@@ -462,8 +463,9 @@ def _check(key: str, value, meta: dict) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             words = " or ".join(meta["or_words"])
             raise ConfigError(key, value, f"a number or {words}")
-    bad = isinstance(value, float) and math.isnan(value)
-    bounds = []
+    # nan passes every comparison's negation and inf every lower bound; neither is a setting
+    bad = isinstance(value, float) and not math.isfinite(value)
+    bounds = ["finite"] if bad else []
     for name, ok, text in (
         ("ge", lambda v, b: v >= b, ">="),
         ("gt", lambda v, b: v > b, ">"),
@@ -489,6 +491,23 @@ def _walk(obj, prefix: str) -> None:
             _walk(v, f"{prefix}{k}.")
 
 
+def _unknown_keys(node: DictConfig, prefix: str) -> None:
+    """A key that `+key=value` added to a node whose schema has no such field: `OmegaConf.to_object` drops
+    it without a word, so a misspelt `+optimizer.lrr=0.5` would run at the default rate."""
+    kind = OmegaConf.get_type(node)
+    fields = sorted(f.name for f in dataclasses.fields(kind)) if dataclasses.is_dataclass(kind) else None
+    for key in node.keys():
+        child = node._get_node(key)
+        if fields is not None and key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=3, cutoff=0.6)
+            hint = (f"did you mean {' or '.join(prefix + c for c in close)}?" if close
+                    else f"{prefix.rstrip('.') or 'the config'} has no key of that name (see `python -m sgdexp --cfg job`)")
+            raise ConfigError(f"{prefix}{key}", child._value(), hint)
+        if isinstance(child, DictConfig):
+            _unknown_keys(child, f"{prefix}{key}.")
+
+
 def validate(cfg: DictConfig) -> None:
-    """Check every range and choice in the composed config; raise ConfigError on the first bad value."""
+    """Check every key, range and choice in the composed config; raise ConfigError on the first bad one."""
+    _unknown_keys(cfg, "")
     _walk(OmegaConf.to_object(cfg), "")

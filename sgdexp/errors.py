@@ -1,4 +1,14 @@
 """Errors that are the user's to fix: they stop a run with one line and no traceback."""
+import re
+
+SECRET_KEY = re.compile(r"api_?key|token|secret|password", re.IGNORECASE)
+
+
+def shown(key: str, value):
+    """`value` as an error line may print it: hidden where `key` names a secret (a W&B key passed as a
+    config value by mistake must not reach the terminal or a log)."""
+    return "<hidden>" if SECRET_KEY.search(key) else value
+
 
 
 class ConfigError(ValueError):
@@ -9,7 +19,7 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, value, allowed: str):
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"{key}={value!r} is not allowed: {allowed}")
+        super().__init__(f"{key}={shown(key, value)!r} is not allowed: {allowed}")
 
 
 class StorageError(RuntimeError):

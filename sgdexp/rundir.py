@@ -105,7 +105,8 @@ def config_differences(cfg: Any, checkpoint_config: Mapping[str, Any]) -> List[T
             if old.get(k, ABSENT) != new.get(k, ABSENT)]
 
 
-def check_resume(cfg: Any, checkpoint_config: Mapping[str, Any], step: int = 0) -> Dict[str, Tuple[Any, Any]]:
+def check_resume(cfg: Any, checkpoint_config: Mapping[str, Any], step: int = 0,
+                 source: str = "checkpoint") -> Dict[str, Tuple[Any, Any]]:
     """Refuse (ConfigError) a resume whose config differs from its checkpoint's outside RESUMABLE_KEYS.
     A key the checkpoint's config lacks (added to sgdexp since) is the same run when it is null now
     (a feature left off, e.g. trainer.stop_at_train_accuracy), and refused at any other value.
@@ -124,12 +125,12 @@ def check_resume(cfg: Any, checkpoint_config: Mapping[str, Any], step: int = 0) 
         if _resumable(key):
             changed[key] = (old, new)
         else:
-            refused.append(f"{key}: {show(old)} in the checkpoint, {show(new)} now")
+            refused.append(f"{key}: {show(old)} in the {source}, {show(new)} now")
     if refused:
         raise ConfigError(
             "trainer.resume", True,
-            f"the same config as the checkpoint except {', '.join(RESUMABLE_KEYS)}; differs in "
-            + "; ".join(refused) + " (resume with the checkpoint's values, or choose another directory)")
+            f"the same config as the {source} except {', '.join(RESUMABLE_KEYS)}; differs in "
+            + "; ".join(refused) + f" (resume with the {source}'s values, or choose another directory)")
     return changed
 
 
@@ -241,15 +242,33 @@ class RunDirectory:
         if checkpoint.exists():
             try:
                 config, step = read_checkpoint_config(checkpoint)
+                source = "checkpoint"
             except Exception as err:  # noqa: BLE001 - a foreign or damaged file: say so in one line
                 raise ConfigError("trainer.resume", True, f"a readable checkpoint at {checkpoint} "
                                                           f"({type(err).__name__})") from None
-            self.resume_changes = check_resume(cfg, config, step)
-            if self.resume_changes:
-                with open(self.path / RESUMES, "a") as f:
-                    f.write(json.dumps({"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                        "changed": {k: list(v) for k, v in self.resume_changes.items()}},
-                                       default=str) + "\n")
+        else:
+            # killed before its first checkpoint, or a run that keeps none (diverged): it starts again
+            # from step 0, which rewrites the record, so only with the config that record was made with
+            config, step, source = self._recorded_config(found), 0, "run's recorded config"
+        self.resume_changes = check_resume(cfg, config, step, source)
+        if self.resume_changes and checkpoint.exists():
+            with open(self.path / RESUMES, "a") as f:
+                f.write(json.dumps({"step": step, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                    "changed": {k: list(v) for k, v in self.resume_changes.items()}},
+                                   default=str) + "\n")
+
+    def _recorded_config(self, found: str) -> Dict[str, Any]:
+        """The config a run without a checkpoint was started with (`.hydra/config.yaml`, written when it
+        claimed the directory), for `check_resume`; refused where there is none to compare with."""
+        saved = self.path / ".hydra" / "config.yaml"
+        try:
+            return OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+        except Exception as err:  # noqa: BLE001 - missing or unreadable: what ran there is unknown
+            reason = "none there" if not saved.exists() else type(err).__name__
+            raise ConfigError("trainer.resume", True,
+                              f"a run to resume: this directory holds one ({found}) without a checkpoint, and "
+                              f"its config ({saved}: {reason}) cannot be compared with this one; choose another "
+                              f"directory") from None
 
     @contextmanager
     def claim(self, cfg: DictConfig, resume: Optional[bool] = None) -> Iterator["RunDirectory"]:

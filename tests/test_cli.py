@@ -88,3 +88,16 @@ def test_diverging_run_exits_zero_and_says_so(tmp_cwd):
     summary = json.loads((tmp_cwd / "run" / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["diverged_step"] <= 200
     assert "Traceback" not in proc.stderr
+
+
+def test_a_key_set_on_the_command_line_never_lands_in_the_run_or_the_terminal(tmp_cwd):
+    # through Hydra's env_set the key reaches the job's environment (as W&B reads it); the run's record
+    # of Hydra's config and overrides hides it, and a mistaken config key echoes no value
+    secret = "f00dfeed" * 5
+    proc = cli([f"+hydra.job.env_set.WANDB_API_KEY={secret}", *SWEEP, "hydra.run.dir=run"], cwd=tmp_cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "WANDB_API_KEY: <hidden>" in (tmp_cwd / "run" / ".hydra" / "hydra.yaml").read_text()
+    proc2 = cli([*SWEEP, "logger=wandb", f"+logger.api_key={secret}", "hydra.run.dir=other"], cwd=tmp_cwd)
+    assert proc2.returncode == 2 and "logger.api_key='<hidden>' is not allowed" in proc2.stderr
+    leaked = [p for p in tmp_cwd.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert not leaked and secret not in proc.stdout + proc.stderr + proc2.stdout + proc2.stderr

@@ -76,6 +76,13 @@ def test_documented_overrides_compose():
     ("noise=gd_levy noise.alpha=2.5", "noise.alpha"),
     ("noise=gd_levy noise.alpha=0", "noise.alpha"),
     ("noise=gd_white noise.sigma=-1", "noise.sigma"),
+    ("noise=gd_white noise.sigma=inf", "noise.sigma"),
+    ("optimizer.lr=inf", "optimizer.lr"),
+    ("optimizer.lr=nan", "optimizer.lr"),
+    ("seed=18446744073709551616", "seed"),
+    ("dataset.split_seed=4294967296", "dataset.split_seed"),
+    ("+optimizer.lrr=0.5", "optimizer.lrr"),
+    ("+trainer.foo=1", "trainer.foo"),
     ("noise=gd_white noise.sigma=loud", "noise.sigma"),
     ("noise=gd_fbm noise.n_factors=64", "noise.n_factors"),
     ("analysis=[noise_stats] analysis.noise_stats.tail_method=kurtosis", "analysis.noise_stats.tail_method"),
@@ -91,6 +98,16 @@ def test_bad_value_names_key_value_and_range(override, key):
     assert str(err.value).startswith(f"{key}=")
     assert value.strip("[]").split(",")[-1] in str(err.value)
     assert "allowed" in str(err.value)
+
+
+def test_added_keys_must_exist_and_secrets_are_not_echoed():
+    # `+key=value` adds a key Hydra's struct mode would refuse without the `+`: OmegaConf.to_object drops
+    # it without a word, so a misspelt `+optimizer.lrr` ran at the default rate
+    with pytest.raises(ConfigError, match=r"optimizer.lrr=0.5 is not allowed: did you mean optimizer.lr\?"):
+        validate(make_cfg(["+optimizer.lrr=0.5"]))
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(["logger=wandb", "+logger.api_key=secret-abc123"]))
+    assert "logger.api_key='<hidden>' is not allowed" in str(err.value) and "secret-abc123" not in str(err.value)
 
 
 def test_wrong_type_fails_at_composition():

@@ -58,6 +58,27 @@ def test_refused_resume_leaves_directory_byte_identical(finished, tmp_path, over
     assert snapshot(run) == before
 
 
+def test_a_run_without_checkpoint_restarts_only_with_its_recorded_config(finished, tmp_path):
+    # killed before its first checkpoint (or a run that keeps none): a resume starts again from step 0 and
+    # rewrites the record, so only with the config in .hydra/config.yaml, and never where there is none
+    from omegaconf import OmegaConf
+
+    run = copy_of(finished, tmp_path)
+    (run / "checkpoints" / "last.pt").unlink()
+    with pytest.raises(ConfigError, match="without a checkpoint, and its config .* none there"):
+        run_task(make_cfg(SHORT + ["trainer.resume=true"]), run)
+    (run / ".hydra").mkdir()
+    OmegaConf.save(make_cfg(SHORT), run / ".hydra" / "config.yaml", resolve=False)
+    before = snapshot(run)
+    with pytest.raises(ConfigError) as err:
+        run_task(make_cfg(SHORT + ["trainer.resume=true", "optimizer.lr=0.3"]), run)
+    assert "optimizer.lr: 0.1 in the run's recorded config, 0.3 now" in str(err.value)
+    assert snapshot(run) == before
+    summary = train_run(run, SHORT + ["trainer.resume=true"])
+    assert summary["status"] == "completed"
+    assert (run / "metrics.jsonl").read_bytes() == (finished / "metrics.jsonl").read_bytes()
+
+
 def test_no_overwrite_without_resume(finished, tmp_path):
     run = copy_of(finished, tmp_path)
     before = snapshot(run)
@@ -301,3 +322,32 @@ def test_no_config_value_reaches_eval_exec_import_or_instantiate():
         assert not re.search(r"(?<![\w.])" + re.escape(needle), code), needle
     configs = [p for p in (root / "conf").rglob("*.yaml") if "hydra" not in p.relative_to(root / "conf").parts]
     assert configs and not [p for p in configs if "_target_" in p.read_text()]
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_end_the_run_as_interrupted_at_the_step_reached(tmp_path, sig, code):
+    # SIGTERM used to end Python where it stood (no summary, the run looked alive); Ctrl-C recorded step 0
+    # and printed a traceback. Both now: summary interrupted at the step reached, the checkpoint's step,
+    # the last line saying how to continue, the shell's exit code, and a resume that finishes the run
+    from conftest import FAST
+
+    run = tmp_path / "run"
+    args = [*FAST, "trainer.steps=1000000", "trainer.checkpoint_every=200", "trainer.log_every=50",
+            f"hydra.run.dir={run}"]
+    proc = subprocess.Popen([sys.executable, "-m", "sgdexp", *args], cwd=tmp_path, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code and "Traceback" not in out + err, err[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["checkpoint_step"] >= 200
+    assert summary["step"] >= summary["checkpoint_step"] and summary["step"] % 50 == 0
+    assert (f"interrupted at step {summary['step']}" in err + out
+            and f"from its checkpoint at step {summary['checkpoint_step']}" in err + out)
+    assert not (run / LOCK).exists()
+    steps = summary["checkpoint_step"] + 100
+    assert train_run(run, ["trainer.steps=%d" % steps, "trainer.checkpoint_every=200", "trainer.log_every=50",
+                           "trainer.resume=true"])["status"] == "completed"

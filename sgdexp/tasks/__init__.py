@@ -5,6 +5,8 @@ import contextlib
 import functools
 import gc
 import json
+import signal
+import threading
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -30,7 +32,29 @@ def final_line(out_dir: Path, label: Optional[str] = None) -> str:
              if isinstance(summary.get(k), (int, float))]
     status = summary.get("status", "finished") + (f" at step {summary['step']}" if "step" in summary else "")
     head = f"[{label}] " if label else ""
-    return f"{head}{status}{': ' + ', '.join(shown) if shown else ''} -> outputs in {out_dir}"
+    resume = (f" (trainer.resume=true continues it from its checkpoint at step {summary['checkpoint_step']})"
+              if summary.get("status") == "interrupted" and summary.get("checkpoint_step") else "")
+    return f"{head}{status}{': ' + ', '.join(shown) if shown else ''}{resume} -> outputs in {out_dir}"
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, `timeout`, a scheduler stopping the job) ends the run as Ctrl-C does: its summary
+    says interrupted at the step it reached, and the last checkpoint resumes it. By default SIGTERM
+    ends Python where it stands, with no summary. Not under submitit, whose own handlers requeue a
+    preempted or timed-out job, and only in the main thread (where signal handlers live)."""
+    if implicit_resume() or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -62,7 +86,7 @@ def run_task(cfg: DictConfig, out_dir: Path, group: Optional[str] = None, label:
         if on_claim is not None:
             on_claim(run_dir)
         try:
-            with frozen_heap():
+            with frozen_heap(), terminate_as_interrupt():
                 return TASKS.get(cfg.task.name)(cfg, out_dir, group=group)
         finally:
             if (Path(out_dir) / "summary.json").exists():

@@ -92,7 +92,7 @@ class Training:
             log.info("No checkpoint in %s: starting from step 0", self.out_dir)
         self.tracker = Tracker(cfg, self.out_dir, group=group, resume_step=self.start if state is not None else None)
         self.last_eval: Dict[str, float] = {}
-        self.logged_step = self.start
+        self.logged_step = self.checkpoint_step = self.start  # the last step logged, and saved
         self.t0 = time.perf_counter()
 
     # ------------------------------------------------------------------ state
@@ -113,6 +113,7 @@ class Training:
             "torch_rng": torch.get_rng_state(),
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         })
+        self.checkpoint_step = step
 
     def _restore(self, state: Dict[str, Any]) -> None:
         s = self.setup  # the model's state is loaded by load_checkpoint_checked
@@ -191,8 +192,8 @@ class Training:
                 summary["diverged_step"] = step
             if self.stopped:
                 summary["stopped_at_step"], summary["stopped_by"] = step, f"trainer.{self.stopped}"
-        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or submitit's requeue on preemption/timeout
-            summary["status"] = "interrupted"
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM, or submitit's requeue on preemption/timeout
+            summary.update(status="interrupted", step=self.logged_step, checkpoint_step=self.checkpoint_step)
             raise
         except OSError as err:
             # Disk full or run directory unwritable: stop with what is on disk intact (the checkpoint is
