@@ -248,7 +248,7 @@ class NoiseStatsConfig(AnalysisConfig):
 
 @dataclass
 class NoiseMemoryConfig(AnalysisConfig):
-    window: int = ranged(MISSING, ge=64)  # W consecutive steps recorded per window
+    window: int = ranged(MISSING, ge=64)  # W consecutive steps recorded per window; at most `every` (no overlap)
     params: int = ranged(MISSING, ge=0)  # fixed coordinates recorded (seeded); 0: none
     projections: int = ranged(MISSING, ge=0)  # random unit projections of the whole SGN vector
     max_lag: int = ranged(MISSING, ge=1)  # autocorrelation curve up to this lag
@@ -260,7 +260,9 @@ class DiffusionConfig(AnalysisConfig):
     """`every`: steps between recorded weights; measurements every `log_every` steps (see analysis/diffusion.py)."""
 
     log_every: int = ranged(MISSING, ge=1)  # steps between logged measurements (and the end)
-    dims: int = ranged(MISSING, ge=1)  # models with more parameters are recorded through a seeded projection to dims
+    # models with more parameters are recorded through a seeded projection to the largest prime <= dims
+    # numbers (so at least 2: a projection to 1 number makes every move parallel, persistence ±1)
+    dims: int = ranged(MISSING, ge=2)
     buffer: int = ranged(MISSING, ge=8)  # records per window of the time-averaged window MSD (consecutive windows)
     waiting_times: List[int] = ranged(factory=lambda: [0], ge=0)  # t_w of MSD(t_w, τ); snapped to recorded steps
     lags: int = ranged(MISSING, ge=3)  # log-spaced lags per MSD curve
@@ -298,7 +300,7 @@ class CurvatureAnalysisConfig(AnalysisConfig):
 class GeneralizationAnalysisConfig(AnalysisConfig):
     """`analysis=[generalization]` (sgdexp/analysis/generalization.py)."""
 
-    sharpness_every: int = ranged(0, ge=0)  # steps between sharpness measurements; 0: at the end only
+    sharpness_every: int = ranged(0, ge=0)  # sharpness at its multiples from `start` on (and the end); 0: at the end only
     probes: int = ranged(MISSING, ge=2)  # Hutchinson probes off the Lanczos vectors for the trace (sgdexp.curvature)
     tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
 

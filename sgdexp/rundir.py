@@ -92,6 +92,9 @@ def _steps_change(cfg: Mapping[str, Any], old: Any, new: Any, step: int) -> Opti
     if trainer["lr_schedule"] == "cosine" or (trainer["lr_schedule"] == "step" and not trainer["lr_milestones"]):
         return (f"{old} (the checkpoint's): the {trainer['lr_schedule']} schedule is laid out over trainer.steps; "
                 f"set trainer.lr_milestones explicitly, or use lr_schedule=constant, to extend a run")
+    if "diffusion" in (cfg.get("analysis") or {}):
+        return (f"{old} (the checkpoint's) with analysis=[diffusion]: its log-spaced lags and the waiting times "
+                f"it keeps are laid out over trainer.steps when the run starts")
     return None
 
 

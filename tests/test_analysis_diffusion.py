@@ -9,8 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import kill_after_checkpoint, train_run
+from conftest import kill_after_checkpoint, make_cfg, train_run
 from sgdexp.analysis.diffusion import Diffusion
+from sgdexp.config import validate
+from sgdexp.errors import ConfigError
 from sgdexp.stats import msd
 from sgdexp.tracking import read_metrics
 
@@ -179,3 +181,96 @@ def test_path_length_and_distance_follow_the_recorded_weights(dims):
     np.testing.assert_array_equal(lags, [1, 2, 3, 4])
     np.testing.assert_allclose(measurement.arrays["diffusion/window_msd"], msd(records[32:48], lags.astype(int)),
                                rtol=1e-6)
+
+
+def test_persistence_skips_measurements_without_a_new_record():
+    # records every 2 steps, measured at 10, 11, 20, 21: at 11 and 21 nothing was recorded since the
+    # measurement before, which must neither give a persistence nor forget the move before it (it
+    # did: every measurement with log_every=1 and every=2 reset the move, and none was ever logged)
+    steps = 100
+    params = [torch.zeros(3), torch.zeros(5)]
+    analysis = diffusion_on(params, 64, steps, every=2)
+    walk = torch.randn(steps + 1, 8, generator=torch.Generator().manual_seed(4)).cumsum(0)
+    persistence = {}
+    for step in range(22):
+        params[0].copy_(walk[step, :3]), params[1].copy_(walk[step, 3:])
+        if analysis.recording(step):
+            analysis.record(step)
+        if step in (10, 11, 20, 21):
+            persistence[step] = analysis.compute(step).scalars.get("diffusion/persistence")
+    assert persistence[10] is None and persistence[11] is None and persistence[21] is None
+    a, b = walk[10] - walk[0], walk[20] - walk[10]
+    assert persistence[20] == pytest.approx(float(a @ b / (a.norm() * b.norm())), rel=1e-5)
+    # the summary keeps the latest value of each key logged, also where the last measurement has none
+    assert analysis.last["diffusion/persistence"] == persistence[20]
+
+
+def test_summary_holds_the_last_logged_value_of_every_key(tmp_path):
+    # records every 2 steps, measured at 50, 100 and 101: at the end nothing was recorded since step
+    # 100, so it logs no persistence; the summary held only the last measurement's keys (no persistence)
+    summary = train_run(tmp_path, SMALL + ["trainer.steps=101", "trainer.checkpoint_every=0",
+                                           "analysis.diffusion.every=2", "analysis.diffusion.dims=1024"])
+    logged = {}
+    for row in read_metrics(tmp_path / "metrics.jsonl"):
+        logged.update({k: v for k, v in row.items() if k.startswith("diffusion/")})
+    assert "diffusion/persistence" in logged
+    assert {k: summary.get(k) for k in logged} == logged
+
+
+@pytest.mark.parametrize("dims", [64, 4])  # exact (3 + 5 parameters) and projected
+@pytest.mark.parametrize("every", [7, 200])
+def test_the_end_of_the_run_between_records_is_measured(dims, every):
+    # records every 7 steps end at step 28 of 30; every 200 records step 0 only (it reported a
+    # distance and path length of 0 after 30 steps). The end counts for the distance and the path
+    # length; the records, their MSD grid and what a checkpoint holds stay those of every `every` steps
+    steps = 30
+    params = [torch.zeros(3), torch.zeros(5)]
+    analysis = diffusion_on(params, dims, steps, every=every, buffer=8, lags=3)
+    walk = torch.randn(steps + 1, 8, generator=torch.Generator().manual_seed(4)).cumsum(0)
+    for step in range(steps + 1):
+        params[0].copy_(walk[step, :3]), params[1].copy_(walk[step, 3:])
+        if analysis.recording(step):
+            analysis.record(step)
+    measurement = analysis.compute(steps)
+    r = recorded(analysis, walk)
+    grid = r[::every]
+    path = torch.cat([grid, r[-1:]])  # the records, then the end
+    expected = torch.linalg.vector_norm(path.diff(dim=0), dim=1).sum()
+    s = measurement.scalars
+    assert s["diffusion/distance_sq"] == pytest.approx(float((r[-1] - r[0]).square().sum()), rel=1e-6)
+    assert s["diffusion/path_length"] == pytest.approx(float(expected), rel=1e-6)
+    assert analysis.count == len(grid)
+    state = analysis.state_dict()
+    torch.testing.assert_close(state["previous"].double(), grid[-1])
+    assert state["path_length"] == pytest.approx(float(torch.linalg.vector_norm(grid.diff(dim=0), dim=1).sum()),
+                                                 rel=1e-6)
+    if every == 7:  # MSD(0, τ) at the recorded lags 7, 14, 28 only
+        np.testing.assert_array_equal(analysis.lags[0], [7, 14, 28])
+        np.testing.assert_allclose(measurement.arrays["diffusion/tw0/msd"],
+                                   [float((r[t] - r[0]).square().sum()) for t in (7, 14, 28)], rtol=1e-6)
+
+
+def test_every_past_the_run_measures_its_end_and_resumes_exactly(tmp_path, monkeypatch):
+    # `every` larger than the run: step 0 and the end; `every` 7 on a run of 100 steps, killed after
+    # the checkpoint at 50 (between records), resumes to the same measurements at the end (step 100,
+    # between records too)
+    past = SMALL + ["trainer.steps=100", "trainer.checkpoint_every=0", "analysis.diffusion.every=200",
+                    "analysis.diffusion.dims=4096"]  # exact: 2410 parameters
+    summary = train_run(tmp_path / "past", past)
+    assert summary["diffusion/distance_sq"] > 0
+    assert summary["diffusion/path_length"] == pytest.approx(np.sqrt(summary["diffusion/distance_sq"]), rel=1e-5)
+    between = SMALL + ["trainer.steps=100", "trainer.checkpoint_every=50", "analysis.diffusion.every=7"]
+    train_run(tmp_path / "full", between)
+    kill_after_checkpoint(tmp_path / "killed", between, monkeypatch, last_checkpoint=50)
+    train_run(tmp_path / "killed", between + ["trainer.resume=true"])
+    for name in ("metrics.jsonl", "arrays.jsonl"):
+        assert read_metrics(tmp_path / "killed" / name) == read_metrics(tmp_path / "full" / name)
+
+
+@pytest.mark.parametrize("dims", [0, 1])
+def test_dims_below_2_are_refused(dims):
+    # the projection is to the largest prime <= dims numbers: none below 2 (dims=1 projected to one
+    # number, where every move is parallel to the last and the exponents are noise)
+    with pytest.raises(ConfigError, match=rf"^analysis.diffusion.dims={dims} is not allowed: must be >= 2$"):
+        validate(make_cfg(["analysis=[diffusion]", f"analysis.diffusion.dims={dims}"]))
+    validate(make_cfg(["analysis=[diffusion]", "analysis.diffusion.dims=2"]))

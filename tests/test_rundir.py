@@ -110,6 +110,12 @@ def test_steps_may_not_stretch_a_schedule_laid_out_over_them():
     assert all(k == "device" or k.startswith("logger.") for k in changed)
     changed = check_resume(make_cfg(SHORT + ["trainer.lr_schedule=cosine", "trainer.hvp_graph_mib=256"]), old, step=40)
     assert changed == {"trainer.hvp_graph_mib": (None, 256)}
+    # diffusion's lag grid is laid out over trainer.steps too: extending crashed at the first MSD
+    from omegaconf import OmegaConf
+
+    old = OmegaConf.to_container(make_cfg(SHORT + ["analysis=[diffusion]"]), resolve=True)
+    with pytest.raises(ConfigError, match=r"trainer.steps=80 is not allowed: 40 .* with analysis=\[diffusion\]"):
+        check_resume(make_cfg(SHORT[1:] + ["trainer.steps=80", "analysis=[diffusion]"]), old, step=40)
 
 
 def test_a_key_added_since_the_checkpoint_resumes_only_at_null():

@@ -66,7 +66,7 @@ class Curvature(Analysis):
         super().__init__(cfg, source, noise_cfg, seed, steps)
         if cfg.window >= cfg.every and cfg.window > 0:
             raise ConfigError("analysis.curvature.window", cfg.window,
-                              f"less than analysis.curvature.every={cfg.every} (windows must not overlap; "
+                              f"a window shorter than analysis.curvature.every={cfg.every} (windows must not overlap; "
                               f"0 for none)")
         self.window = int(cfg.window)
         self.exact = source.dim <= cfg.exact_below
@@ -308,7 +308,9 @@ class Curvature(Analysis):
                 continue
             out.scalars.update({f"curvature/predicted_variance{suffix}/{k}": float(v) for k, v in zip(self.labels, predicted)})
             if variance is not None:
-                ratio = variance / predicted
+                # no noise (B = N, σ = 0) predicts 0: the ratio is undefined there (NaN), not a warning
+                ratio = np.divide(variance, predicted, out=np.full_like(variance, np.nan, dtype=float),
+                                  where=predicted != 0)
                 out.scalars.update({f"curvature/variance_ratio{suffix}/{k}": float(r) for k, r in zip(self.labels, ratio)})
                 out.arrays[f"curvature/variance_ratio{suffix}"] = ratio
 

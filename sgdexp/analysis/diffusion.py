@@ -30,9 +30,15 @@ the default analysis is ~0.5 MB):
 - up to 8 staged records not yet folded (the raw weights, at most 2^22 numbers), and a block of up to
   64 folded records (see `__init__`).
 
+The end of the run is measured on its weights even where it is not a recorded step (`every` does not
+divide it or exceeds it, a stopping rule): the distance from init and the path length's last move
+reach it, while the records stay `every` steps apart (the MSDs' lag grids; a checkpoint holds no
+record of the end).
+
 Each measurement (every `log_every` steps and at the end) logs the distance from init, path length,
 γ_window, the persistence (the cosine between the move since the last measurement and the one before
-it: a drift or a random walk, which the MSD's exponent alone does not tell apart), and for each t_w
+it: a drift or a random walk, which the MSD's exponent alone does not tell apart; taken between the
+records at the measurements, and left out where there is no new record since the last), and for each t_w
 the fitted γ, the local exponent γ(τ) = d log MSD / d log τ at the latest lag, and the crossover
 step t_w + τ_c where γ(τ) first falls from above 1 to below 1 (super- to sub-diffusion; NaN while it
 has not). For the first waiting time these are also `diffusion/gamma_early` and
@@ -40,7 +46,9 @@ has not). For the first waiting time these are also `diffusion/gamma_early` and
 the lags measured when there is none) and `diffusion/crossover_step`. The curves go to arrays.jsonl
 (a waiting time's when it gained points since it was last logged), from which the report (and the
 run, at its end) draws MSD(t_w, τ) log–log with the fitted slopes and γ(τ)
-(`sgdexp.report.figures.msd_curves`: one drawing for a run and for a sweep).
+(`sgdexp.report.figures.msd_curves`: one drawing for a run and for a sweep). The summary holds the
+latest value of each key logged (a measurement that leaves out the persistence or γ_window keeps the
+one before).
 """
 from __future__ import annotations
 
@@ -190,15 +198,8 @@ class Diffusion(Analysis):
         follow the steps at which a run measures and checkpoints (so a resumed run's match)."""
         if self.staged:
             k, n = len(self.staged), self.in_block  # k <= BLOCK_RECORDS - n: `record` sees to it
-            staged, records = self.stage[:k], self.block[1 + n: 1 + n + k]
-            if not self.projected:
-                records.copy_(staged)
-            else:
-                staged = staged.mul_(self.sign).view(k, self.folds, self.D)
-                if staged.dtype == records.dtype:
-                    torch.sum(staged, dim=1, out=records)
-                else:  # float64 weights: folded in their precision, then rounded like every record
-                    records.copy_(staged.sum(dim=1))
+            records = self.block[1 + n: 1 + n + k]
+            self._fold(k, records)
             if self.count == 0:  # the first record: the origin (and first mark), and no move into it
                 self.origin.copy_(records[0])
                 self.mark.copy_(records[0])
@@ -213,6 +214,18 @@ class Diffusion(Analysis):
             self.staged.clear()
         if self.in_block == BLOCK_RECORDS or read:
             self._consume(window or self.in_block == BLOCK_RECORDS)
+
+    def _fold(self, k: int, out: torch.Tensor) -> None:
+        """The first `k` staged rows folded into `out` (k, D) (exact: copied); the stage rows are spent."""
+        staged = self.stage[:k]
+        if not self.projected:
+            out.copy_(staged)
+        else:
+            staged = staged.mul_(self.sign).view(k, self.folds, self.D)
+            if staged.dtype == out.dtype:
+                torch.sum(staged, dim=1, out=out)
+            else:  # float64 weights: folded in their precision, then rounded like every record
+                out.copy_(staged.sum(dim=1))
 
     def _consume(self, window: bool) -> None:
         """The path length of the block's rows not yet in it, and with `window` the window MSD of the
@@ -247,6 +260,16 @@ class Diffusion(Analysis):
         self.staged.append(step)
         if len(self.staged) == self.stage_size or self.in_block + len(self.staged) == BLOCK_RECORDS:
             self.flush(read=False)
+
+    def end_record(self) -> torch.Tensor:
+        """The weights now (the end of the run, between recorded steps), folded like a record but kept
+        out of the records: those stay `every` steps apart for the MSDs (window and t_w lag grids), and a
+        checkpoint holds none of it."""
+        self.flush()  # the stage is empty: its first row takes the weights
+        torch.cat(self._flat_params(), out=self.stage_rows[0])
+        end = torch.empty(1, self.D, dtype=self.block.dtype, device=self.block.device)
+        self._fold(1, end)
+        return end[0]
 
     # ------------------------------------------------------------------ measurements
     def due(self, step: int) -> bool:
@@ -287,29 +310,42 @@ class Diffusion(Analysis):
 
     def mark_persistence(self, latest: torch.Tensor) -> Optional[float]:
         """cos(θ_t − θ_{t'}, θ_{t'} − θ_{t''}) for the `latest` record t (float64) and the records t',
-        t'' of the two measurements before (the origin before the first); then t becomes the mark.
-        Called once per measurement. ≈ 1 a drift along a fixed direction (ballistic, MSD ∝ τ²), ≈ 0 a
-        free random walk (by chance ±1/√D for isotropic steps), and -(1 - a^Δ)/2 for a walk held in a
-        basin, θ ← aθ + noise with Δ steps between measurements (-1/2 when it relaxes within Δ). A
-        γ > 1 alone does not tell a drift from super-diffusion; this does. None at the first
-        measurement (no move before it) or when the weights did not move."""
+        t'' of the two measurements before (the origin before the first) that had moved; then t becomes
+        the mark. Called once per measurement. ≈ 1 a drift along a fixed direction (ballistic, MSD ∝
+        τ²), ≈ 0 a free random walk (by chance ±1/√D for isotropic steps), and -(1 - a^Δ)/2 for a walk
+        held in a basin, θ ← aθ + noise with Δ steps between measurements (-1/2 when it relaxes within
+        Δ). A γ > 1 alone does not tell a drift from super-diffusion; this does. None at the first
+        measurement (no move before it), and None with the mark and its move left as they are when the
+        record has not moved since the mark: no record since the last measurement (`log_every` not a
+        multiple of `every`, or the end of the run between records), or weights that did not move."""
         move = latest - self.mark
+        if not bool(move.any()):
+            return None
         value = cosine(move, self.mark_move)
         self.mark_move.copy_(move)
         self.mark.copy_(latest)
         return value if np.isfinite(value) else None
 
     def compute(self, step: int) -> Optional[Measurement]:
-        self.flush(window=step == self.steps)
-        latest = self.latest().double()  # ‖θ − θ_0‖² and the persistence are taken when logged
+        final = step == self.steps
+        self.flush(window=final)
+        record, path_length = self.latest(), self.path_length
+        persistence = self.mark_persistence(record.double())  # between records: moves of whole `every`s
+        latest = record
+        if final and not self.recording(step):
+            # the end of the run between recorded steps (`every` not dividing it or past the run's end,
+            # a stopping rule): the distance and the path length's last move are taken to its weights;
+            # the records (and the MSDs, window and t_w, on their grid of `every` steps) do not change
+            latest = self.end_record()
+            path_length += float(torch.linalg.vector_norm(latest - record).double())
+        latest = latest.double()  # ‖θ − θ_0‖² is taken when logged
         s: Dict[str, float] = {f"{PREFIX}/distance_sq": float((latest - self.origin).square().sum()),
-                               f"{PREFIX}/path_length": self.path_length,
+                               f"{PREFIX}/path_length": path_length,
                                f"{PREFIX}/dims": float(self.D), f"{PREFIX}/projected": float(self.projected)}
-        persistence = self.mark_persistence(latest)
         if persistence is not None:
             s[f"{PREFIX}/persistence"] = persistence
         arrays: Dict[str, np.ndarray] = {}
-        win = self.window(final=step == self.steps)
+        win = self.window(final=final)
         if win is not None:
             s[f"{PREFIX}/window_gamma"] = win[2]
             arrays[f"{PREFIX}/window_lags"] = win[0].astype(float)
@@ -326,7 +362,9 @@ class Diffusion(Analysis):
             if self.logged_points.get(k) != len(lags):
                 arrays.update(fitted_arrays)
                 self.logged_points[k] = len(lags)
-        self.last = s
+        # the summary holds the latest value of every key logged, also of those that a measurement
+        # may leave out (persistence, window_gamma)
+        self.last.update(s)
         return Measurement(s, arrays)
 
     # ------------------------------------------------------------------ resume

@@ -4,8 +4,9 @@ Every `every` steps (and at step 0 and the end): train and test loss (and accura
 classification) and their gaps (test − train loss, train − test accuracy), the distance from
 initialisation ‖θ_t − θ_0‖ and the weight norm ‖θ_t‖. Sharpness of the training loss (top Hessian
 eigenvalue by Lanczos, trace by Hutchinson, through `sgdexp.curvature`) at the end, and every
-`sharpness_every` steps when that is > 0. The last value of each key lands in summary.json, so a
-sweep's table has them per run.
+`sharpness_every` steps (its multiples from `start` on) when that is > 0: the analysis is due on
+those steps too, and where `every` is not, it measures the sharpness alone there. The last value of
+each key lands in summary.json, so a sweep's table has them per run.
 
 With `analysis=[curvature]` in the same run, the sharpness at a step where curvature measured the
 full training loss's Hessian (always the end) is curvature's top eigenvalue and trace: one
@@ -33,6 +34,7 @@ class Generalization(Analysis):
         super().__init__(cfg, source, noise_cfg, seed, steps)
         self.initial: Optional[torch.Tensor] = None
         self.curvature: Optional[Curvature] = None  # the run's curvature analysis, if any (`connect`)
+        self.sharpness_every = int(cfg.sharpness_every)  # a plain int: `due` runs every training step
 
     def connect(self, analyses: Dict[str, Analysis], noise=None) -> None:
         curvature = analyses.get("curvature")
@@ -41,6 +43,15 @@ class Generalization(Analysis):
     def _theta(self) -> torch.Tensor:
         return self.source.flat_params().double()
 
+    def sharpness_due(self, step: int) -> bool:
+        """A sharpness measurement at `step`, from `start` on: the end of the run, and the multiples of
+        `sharpness_every` (none when it is 0)."""
+        every = self.sharpness_every
+        return step >= self.start and (step == self.steps or (every > 0 and step % every == 0))
+
+    def due(self, step: int) -> bool:
+        return super().due(step) or self.sharpness_due(step)
+
     def recording(self, step: int) -> bool:
         return step == 0
 
@@ -48,6 +59,18 @@ class Generalization(Analysis):
         self.initial = self._theta()
 
     def compute(self, step: int) -> Optional[Measurement]:
+        s: Dict[str, float] = self._metrics() if super().due(step) else {}
+        if self.sharpness_due(step):
+            sharp = self.curvature.sharpness_at(step) if self.curvature is not None else None
+            if sharp is None:
+                sharp = sharpness(self.source, k=1, probes=self.cfg.probes, tol=self.cfg.tol, generator=self.generator)
+            s.update({"generalization/top_eigenvalue": sharp["top_eigenvalue"],
+                      "generalization/trace": sharp["trace"], "generalization/trace_se": sharp["trace_se"]})
+        self.last.update(s)
+        return Measurement(s)
+
+    def _metrics(self) -> Dict[str, float]:
+        """Train and test loss and accuracy, their gaps, the distance from init and the weight norm."""
         src = self.source
         train, test = src.evaluate("train"), src.evaluate("test")
         theta = self._theta()
@@ -61,15 +84,7 @@ class Generalization(Analysis):
                       "generalization/accuracy_gap": train["train/accuracy"] - test["test/accuracy"]})
         if self.initial is not None:
             s["generalization/distance_from_init"] = float((theta - self.initial.to(theta.device)).norm())
-        every = int(self.cfg.sharpness_every)
-        if step == self.steps or (every > 0 and step % every == 0):
-            sharp = self.curvature.sharpness_at(step) if self.curvature is not None else None
-            if sharp is None:
-                sharp = sharpness(src, k=1, probes=self.cfg.probes, tol=self.cfg.tol, generator=self.generator)
-            s.update({"generalization/top_eigenvalue": sharp["top_eigenvalue"],
-                      "generalization/trace": sharp["trace"], "generalization/trace_se": sharp["trace_se"]})
-        self.last.update(s)
-        return Measurement(s)
+        return s
 
     def state_dict(self) -> Dict:
         state = super().state_dict()

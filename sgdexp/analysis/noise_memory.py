@@ -11,23 +11,75 @@ random unit directions of the whole vector. At the end of a window:
   semiparametric local Whittle answers "is there long memory?" and stays at 0.5 for short memory;
 - the mean autocorrelation over lags 0…`max_lag` (under `noise.sampler=epoch` the M = N/B batches
   of an epoch sum to zero, which shows as a negative autocorrelation −(M−k)/(M(M−1)) at lags k < M).
+
+Windows do not overlap (`window` > `every` is a config error: one record buffer), and a window
+that would end past the run's last step is not begun. At set-up one log line says when nothing will
+be measured: no window fits (`start` + `window` > `trainer.steps`), or the noise mode adds no
+gradient noise (`noise=gd`, an injected mode at σ = 0, `sgd` with epoch batches of all N samples),
+whose SGN is zero: then no step is recorded and no `noise_memory/*` key is logged.
 """
 from __future__ import annotations
 
+import logging
+import math
 from typing import Dict, Optional
 
 import numpy as np
 import torch
 
 from sgdexp.analysis.base import Analysis, CoordinateSample, Measurement, layer_quantiles
+from sgdexp.errors import ConfigError
 from sgdexp.stats import autocorrelation, hurst_exponent
+
+log = logging.getLogger(__name__)
+
+
+def noiseless(noise_cfg, n_train: int) -> Optional[str]:
+    """Why the noise mode `noise_cfg` adds no gradient noise (its signal is the full gradient, so the
+    SGN is zero at every step), or None when it adds some."""
+    name = noise_cfg.name
+    if name == "gd":
+        return "noise=gd is full-batch GD: its gradient signal is the full gradient"
+    sigma = noise_cfg.get("sigma", "matched")
+    if name != "sgd" and sigma != "matched" and float(sigma) == 0.0:
+        return f"noise={name} at noise.sigma=0 injects nothing into the full gradient"
+    if name == "sgd" and noise_cfg.sampler == "epoch" and int(noise_cfg.batch_size) >= n_train:
+        return (f"noise=sgd with noise.sampler=epoch and noise.batch_size={noise_cfg.batch_size} draws every batch "
+                f"as all {n_train} training samples: full-batch GD")
+    return None
+
+
+def finite_median(values: np.ndarray) -> float:
+    """The median of the finite values (NaN, without numpy's all-NaN warning, when there are none)."""
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else math.nan
+
+
+def finite_row_means(values: np.ndarray) -> np.ndarray:
+    """Each row's mean over its finite values (NaN, without numpy's empty-slice warning, where none)."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=1)
+    total = np.where(finite, values, 0.0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 class NoiseMemory(Analysis):
     records_steps = True
 
     def __init__(self, cfg, source, noise_cfg, seed, steps):
+        if cfg.window > cfg.every:
+            raise ConfigError("analysis.noise_memory.window", cfg.window,
+                              f"at most analysis.noise_memory.every={cfg.every} (windows must not overlap)")
         super().__init__(cfg, source, noise_cfg, seed, steps)
+        # nothing to record when the mode adds no gradient noise, or no window fits in the run
+        self.silent = noiseless(noise_cfg, source.n_train)
+        if self.silent is not None:
+            log.info("noise_memory: %s, so there is no gradient noise to measure: no noise_memory/* keys in this run",
+                     self.silent)
+        elif self.start + int(cfg.window) > steps:
+            log.info("noise_memory: will not measure in this run: its first window, analysis.noise_memory.window=%d "
+                     "steps after analysis.noise_memory.start=%d, would end at step %d, past trainer.steps=%d",
+                     cfg.window, self.start, self.start + int(cfg.window), steps)
         self.coords = CoordinateSample(source, cfg.params, self.generator) if cfg.params else None
         device = source.data.x_train.device
         proj = torch.randn(cfg.projections, source.dim, generator=self.generator)
@@ -46,7 +98,7 @@ class NoiseMemory(Analysis):
         return start if step - start < self.window and start + self.window - 1 <= self.steps else None
 
     def observing(self, step: int) -> bool:
-        return self._window_start(step) is not None
+        return self.silent is None and self._window_start(step) is not None
 
     def observe(self, step: int) -> None:
         position = step - self._window_start(step)
@@ -67,14 +119,14 @@ class NoiseMemory(Analysis):
         arrays: Dict[str, np.ndarray] = {}
         for method in self.cfg.hurst_methods:
             h = np.asarray(hurst_exponent(X, dim=0, method=method), dtype=float).reshape(-1)
-            scalars[f"noise_memory/hurst_{method}/median"] = float(np.nanmedian(h))
+            scalars[f"noise_memory/hurst_{method}/median"] = finite_median(h)
             if self.cfg.projections:
-                scalars[f"noise_memory/hurst_{method}/projections"] = float(np.nanmedian(h[k:]))
+                scalars[f"noise_memory/hurst_{method}/projections"] = finite_median(h[k:])
             if self.coords:
                 scalars.update(layer_quantiles(f"noise_memory/hurst_{method}", h[:k], self.coords.layers))
             arrays[f"noise_memory/hurst_{method}"] = h
         max_lag = min(self.cfg.max_lag, len(X) - 1)
-        acf = np.nanmean(np.asarray(autocorrelation(X, max_lag, dim=0)).reshape(max_lag + 1, -1), axis=1)
+        acf = finite_row_means(np.asarray(autocorrelation(X, max_lag, dim=0)).reshape(max_lag + 1, -1))
         scalars["noise_memory/autocorrelation_lag1"] = float(acf[1])
         arrays["noise_memory/autocorrelation"] = acf
         self.last = scalars
