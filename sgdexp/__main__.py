@@ -118,9 +118,9 @@ def main(cfg: DictConfig) -> float:
 def cli() -> None:
     sys.argv[1:] = quote_home(presets_as_choices(sys.argv[1:]))
     check_group_choices(sys.argv[1:])
-    from sgdexp.cli_checks import check_every_job_first, check_launcher
+    from sgdexp.cli_checks import check_every_job_first, check_launcher, check_output_dirs
 
-    problem = check_launcher(sys.argv[1:])
+    problem = check_launcher(sys.argv[1:]) or check_output_dirs(sys.argv[1:])
     if problem:
         sys.exit(f"sgdexp: error: {problem}")
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:

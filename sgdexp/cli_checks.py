@@ -38,6 +38,38 @@ def check_launcher(argv: Sequence[str]) -> Optional[str]:
     return None
 
 
+def check_output_dirs(argv: Sequence[str]) -> Optional[str]:
+    """The one-line error for `hydra.run.dir`/`hydra.sweep.dir` where no directory can be made (a file
+    in its place or above it, a folder not writable), else None: Hydra's own mkdir fails with a traceback."""
+    import os
+    from pathlib import Path
+
+    for arg in argv:
+        match = re.fullmatch(r"(hydra\.(?:run|sweep)\.dir)=(.+)", arg)
+        if not match or "${" in match[2]:
+            continue
+        path = Path(match[2].strip("'\"")).expanduser()
+        first = next((p for p in [path, *path.parents] if p.exists()), None)
+        if first is None:
+            continue
+        if not first.is_dir():
+            why = "it is a file" if first == path else f"{first} is a file"
+        elif first == path:
+            if os.access(first, os.W_OK | os.X_OK):
+                continue
+            why = f"{first} is not writable"
+        else:
+            probe = [path, *path.parents][[path, *path.parents].index(first) - 1]  # the first folder to make
+            try:  # made and removed at once: the check that also holds for root and for /proc-like folders
+                probe.mkdir()
+                probe.rmdir()
+                continue
+            except OSError as err:
+                why = f"cannot make {probe}: {err.strerror}"
+        return f"{match[1]}={match[2]} is not allowed: a directory sgdexp can make or write ({why})"
+    return None
+
+
 def check_every_job_first() -> None:
     """Make a sweep check every job's ranges and choices (`sgdexp.config.validate`) before its first job
     runs: a job checks only its own, so `optimizer.lr=0.1,-1` would train job #0 before job #1 stopped

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -101,3 +103,19 @@ def test_a_key_set_on_the_command_line_never_lands_in_the_run_or_the_terminal(tm
     assert proc2.returncode == 2 and "logger.api_key='<hidden>' is not allowed" in proc2.stderr
     leaked = [p for p in tmp_cwd.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert not leaked and secret not in proc.stdout + proc.stderr + proc2.stdout + proc2.stderr
+
+
+def test_an_output_directory_that_cannot_be_made_is_one_line(tmp_cwd):
+    # Hydra's mkdir raised a 30-line FileExistsError / NotADirectoryError traceback
+    (tmp_cwd / "afile").write_text("not a folder")
+    for arg, why in (("hydra.run.dir=afile", "(it is a file)"), ("hydra.run.dir=afile/run", "(afile is a file)"),
+                     ("hydra.run.dir=/proc/sgdexp-run", "(cannot make /proc/sgdexp-run")):
+        proc = cli([arg, *FAST], cwd=tmp_cwd)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode != 0 and len(lines) == 1 and why in lines[0], proc.stderr[-2000:]
+    proc = cli(["-m", "seed=0,1", "hydra.sweep.dir=afile/sweep", *FAST], cwd=tmp_cwd)
+    assert proc.returncode != 0 and proc.stderr.strip().endswith("(afile is a file)"), proc.stderr[-2000:]
+    report = subprocess.run([sys.executable, "-m", "sgdexp.report", str(tmp_cwd), "--out", "afile"], cwd=tmp_cwd,
+                            capture_output=True, text=True)
+    assert report.returncode == 2 and report.stderr.strip().endswith("a directory (a file is in its place)")
+    assert sorted(p.name for p in tmp_cwd.iterdir()) == ["afile"]

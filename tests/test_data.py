@@ -66,6 +66,30 @@ def test_missing_files_named_with_download_hint(tmp_path, name, expected):
     assert expected in str(err.value) and "dataset.download=true" in str(err.value)
 
 
+def test_damaged_mnist_files_name_the_folder_and_stay(tmp_path):
+    # torchvision's reader asserts on a foreign file: the error blamed dataset.download, never set
+    write_mnist(tmp_path)
+    damaged = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    damaged.write_bytes(b"not an idx file")
+    with pytest.raises(ConfigError) as err:
+        load(["dataset=mnist", f"dataset.root={tmp_path}"])
+    assert str(err.value).startswith("dataset.root=") and "MNIST/raw failed" in str(err.value)
+    assert "download" not in str(err.value) and damaged.read_bytes() == b"not an idx file"
+
+
+@pytest.mark.parametrize("fraction", [0.0001, 0.999])
+def test_a_split_without_every_class_on_both_sides_is_one_line(fraction):
+    # sklearn's stratified split raised a 68-line ValueError
+    with pytest.raises(ConfigError, match=r"dataset.test_fraction=.* between 0.0056 and 0.9944 for digits' 1797"):
+        load([f"dataset.test_fraction={fraction}"])
+    assert load(["dataset.test_fraction=0.0056"]).n_train == 1797 - 11
+
+
+def test_a_synthetic_set_beyond_memory_is_one_line():
+    with pytest.raises(ConfigError, match=r"dataset='gaussian_mixture' is not allowed: a dataset that fits in memory"):
+        load(["dataset=gaussian_mixture", "dataset.n_train=10000000", "dataset.dim=10000000"])
+
+
 def test_epoch_sampler_covers_every_sample_once_per_epoch():
     n, b = 96, 8
     sampler = make_sampler("epoch", n, b, seed=1, device=CPU)

@@ -172,11 +172,20 @@ def test_bad_input_is_one_error_and_nothing_written(tmp_path, overrides, key):
     assert not out.exists()
 
 
+def test_a_landscape_with_task_train_is_refused(tmp_path):
+    # a landscape is escape's loss: task=train trained the MLP on digits without a word
+    with pytest.raises(ConfigError) as err:
+        run_task(make_cfg(["landscape=quadratic"]), tmp_path / "run")
+    assert err.value.key == "landscape" and "add task=escape" in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
 def test_mismatched_init_from_is_one_error(tmp_path, trained):
     out = tmp_path / "run"
     with pytest.raises(ConfigError) as err:
         run_task(make_cfg(TOY + ["model.widths=[32]", "task=escape", f"task.init_from={trained}"]), out)
-    assert err.value.key == "task.init_from" and "model" in str(err.value)
+    assert err.value.key == "task.init_from" and "differs in model.widths: " in str(err.value)
+    assert "there, [32] here" in str(err.value)  # the key and both values, not the whole config
     assert not out.exists()
 
 

@@ -326,3 +326,17 @@ def test_stop_at_train_loss_needs_evaluations(tmp_path):
         validate(make_cfg(["trainer.stop_at_train_loss=-1"]))
     with pytest.raises(ConfigError, match=r"trainer.stop_at_train_accuracy=1.5 is not allowed: must be > 0.0 and <= 1.0"):
         validate(make_cfg(["trainer.stop_at_train_accuracy=1.5"]))
+
+
+def test_an_interrupt_while_figures_are_drawn_keeps_the_summary(tmp_path, monkeypatch):
+    # Ctrl-C during the end's figures (a second of matplotlib) skipped summary.json: the run looked unfinished
+    import sgdexp.tasks.train as train_module
+
+    def interrupted(self, summary):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.Training, "log_figures", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_task(make_cfg(SHORT + ["trainer.figures=true"]), tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["step"] == summary["steps"]

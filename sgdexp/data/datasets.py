@@ -6,6 +6,7 @@ vectors) and moves everything to the device once.
 """
 from __future__ import annotations
 
+import math
 import pickle
 import shutil
 from contextlib import contextmanager
@@ -58,7 +59,11 @@ DATASETS: Registry[Callable[[DictConfig], Dataset]] = Registry("dataset.name")
 
 
 def load_dataset(cfg: DictConfig, device: torch.device) -> Dataset:
-    data = DATASETS.get(cfg.name)(cfg)
+    try:
+        data = DATASETS.get(cfg.name)(cfg)
+    except MemoryError as err:  # numpy's _ArrayMemoryError names the size: a synthetic set too large
+        sizes = ", ".join(f"dataset.{k}" for k in ("n_train", "n_test", "dim") if k in cfg) or "its size"
+        raise ConfigError("dataset", cfg.name, f"a dataset that fits in memory: {err}; lower {sizes}") from None
     if cfg.subset is not None:
         data.check_samples("dataset.subset", cfg.subset)
         data = replace(data, x_train=data.x_train[: cfg.subset], y_train=data.y_train[: cfg.subset])
@@ -83,6 +88,12 @@ def digits(cfg: DictConfig) -> Dataset:
 
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[:, None]  # (N, 1, 8, 8)
+    n, classes = len(x), 10
+    if not classes <= math.ceil(cfg.test_fraction * n) <= n - classes:  # sklearn's rounding of test_size
+        raise ConfigError("dataset.test_fraction", cfg.test_fraction,
+                          f"a split with a sample of each of the {classes} classes on both sides: between "
+                          f"{math.ceil(classes / n * 1e4) / 1e4} and {math.floor((n - classes) / n * 1e4) / 1e4} "
+                          f"for digits' {n} samples")
     xtr, xte, ytr, yte = train_test_split(
         x, bunch.target, test_size=cfg.test_fraction, random_state=cfg.split_seed, stratify=bunch.target
     )
@@ -193,8 +204,17 @@ def _mnist_like(cls_name: str, name: str) -> Callable[[DictConfig], Dataset]:
         if not cfg.download:  # torchvision's own message names no file; ours names each
             raw = Path(cls.__name__) / "raw"
             _require(root, [raw / Path(url).name.removesuffix(".gz") for url, _ in cls.resources], name)
-        with _downloading(root, name):
-            parts = [cls(str(root), train=train, download=cfg.download) for train in (True, False)]
+        if cfg.download:
+            with _downloading(root, name):
+                parts = [cls(str(root), train=train, download=True) for train in (True, False)]
+        else:
+            try:
+                parts = [cls(str(root), train=train, download=False) for train in (True, False)]
+            except Exception as err:  # noqa: BLE001 - torchvision's reader on damaged or foreign files
+                reason = " ".join(str(err).split())[:200] or type(err).__name__
+                raise ConfigError("dataset.root", str(root),
+                                  f"{name} files that torchvision can read: reading {root / cls.__name__ / 'raw'} "
+                                  f"failed ({reason}); replace them with the original files") from None
         (xtr, ytr), (xte, yte) = [(p.data[:, None].float(), p.targets.long()) for p in parts]
         return Dataset(name, xtr, ytr, xte, yte, len(parts[0].classes), "classification")
 

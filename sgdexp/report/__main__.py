@@ -15,11 +15,19 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from sgdexp.report.build import build_report
 
+    if args.out is not None and (args.out.exists() and not args.out.is_dir()
+                                 or any(p.exists() and not p.is_dir() for p in args.out.parents)):
+        print(f"sgdexp.report: error: --out {args.out} is not allowed: a directory (a file is in its place)",
+              file=sys.stderr)
+        return 2
     try:
         report = build_report(args.path, args.out)
     except FileNotFoundError as err:
         print(f"sgdexp.report: error: {err}", file=sys.stderr)
         return 2
+    except PermissionError as err:
+        print(f"sgdexp.report: error: cannot write the report: {err}", file=sys.stderr)
+        return 1
     print(f"report: {report}")
     if args.wandb:
         from sgdexp.report.wandb_report import publish

@@ -30,7 +30,7 @@ from sgdexp.models import model_key
 from sgdexp.models.landscapes import Landscape, build_landscape
 from sgdexp.optim import build_optimizer
 from sgdexp.replicas import LandscapeObjective, NetworkObjective, ReplicaNoise, StackedObjective
-from sgdexp.rundir import load_checkpoint_checked, read_checkpoint_config
+from sgdexp.rundir import ABSENT, config_differences, load_checkpoint_checked, read_checkpoint_config
 from sgdexp.schedules import constant_lr, lr_factor_fn
 from sgdexp.seeding import derive_seed
 from sgdexp.tasks import TASKS
@@ -64,11 +64,15 @@ def load_minimum(cfg: DictConfig, setup: Setup) -> None:
         raise ConfigError("task.init_from", cfg.task.init_from, f"a checkpoint written by sgdexp ({type(err).__name__})") from None
     for group in ("model", "dataset"):
         ours = OmegaConf.to_container(cfg[group], resolve=True)
-        if saved.get(group) != ours:
-            theirs = (saved.get(group) or {}).get("name", "?")
-            raise ConfigError("task.init_from", cfg.task.init_from,
-                              f"a run with the same {group} ({group}={ours.get('name')} as configured); "
-                              f"this one has {group}={theirs} {saved.get(group)}")
+        theirs = saved.get(group) or {}
+        if theirs != ours:
+            show = lambda v: "(absent)" if v is ABSENT else repr(v)  # noqa: E731
+            differ = (f"has {group}={theirs.get('name', '?')}, not {group}={ours.get('name')}"
+                      if theirs.get("name") != ours.get("name") else "differs in " + "; ".join(
+                          f"{key}: {show(there)} there, {show(here)} here"
+                          for key, there, here in config_differences({group: ours}, {group: theirs})))
+            raise ConfigError("task.init_from", cfg.task.init_from, f"a run with the same {group} as configured; "
+                                                                    f"this one {differ}")
     load_checkpoint_checked(path, setup.model, key="task.init_from", map_location=setup.device)
 
 

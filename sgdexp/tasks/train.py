@@ -210,14 +210,20 @@ class Training:
                 summary.update(a.last)
             summary["wall_time_s"] = self.wall_time()
             summary.update(analysis_costs(self.analyses, summary["wall_time_s"]))
+            interrupted = None
             if self.cfg.trainer.figures:
-                self.log_figures(summary)
+                try:
+                    self.log_figures(summary)
+                except KeyboardInterrupt as err:  # the record first: summary.json is written, then it goes on
+                    interrupted = err
             try:
                 self.tracker.finish(summary, checkpoint=self.out_dir / LAST)
             except OSError as err:
                 if "error" not in summary:  # else the first failure is already on its way out
                     raise StorageError(f"cannot write summary.json in {self.out_dir}: {err} (status: failed; "
                                        f"metrics.jsonl and the checkpoint are intact)") from err
+            if interrupted is not None:
+                raise interrupted
         log.info("%s at step %d: %s", summary["status"], summary["step"],
                  ", ".join(f"{k}={v:.4g}" for k, v in self.last_eval.items()))
         return float(self.last_eval.get("test/loss", math.inf)) if summary["status"] == "completed" else math.inf
@@ -306,4 +312,7 @@ class Training:
 @TASKS.register("train")
 def train(cfg: DictConfig, out_dir: Path, group: Optional[str] = None) -> float:
     """Train `cfg.model` on `cfg.dataset` with `cfg.noise`; return the final test loss."""
+    if cfg.landscape.name != "none":  # else it would train the model on the dataset without a word
+        raise ConfigError("landscape", cfg.landscape.name, "none with task=train, which trains model= on dataset=: "
+                                                           "a landscape is the loss of task=escape (add task=escape)")
     return Training(cfg, out_dir, group).run()
