@@ -13,6 +13,12 @@ from sgdexp.config import conf_dir, presets_as_choices, register_configs
 CONF = conf_dir()
 
 
+def refuse(line: str) -> None:
+    """A user mistake: its one line, and exit status 2 (as a run's own refusals and argparse's)."""
+    print(f"sgdexp: error: {line}", file=sys.stderr)
+    sys.exit(2)
+
+
 def check_group_choices(argv) -> None:
     """`model=foo` with no conf/model/foo.yaml: one line naming the choices (Hydra prints a screenful)."""
     for arg in argv:
@@ -24,7 +30,7 @@ def check_group_choices(argv) -> None:
         for value in values:
             if value not in known and value != "null":
                 allowed = f"one of {', '.join(known)}" if known else f"none: conf/{group}/ has no members yet"
-                sys.exit(f"sgdexp: error: {group}={value!r} is not allowed: {allowed}")
+                refuse(f"{group}={value!r} is not allowed: {allowed}")
 
 
 def quote_home(argv):
@@ -122,7 +128,7 @@ def cli() -> None:
 
     problem = check_launcher(sys.argv[1:]) or check_output_dirs(sys.argv[1:])
     if problem:
-        sys.exit(f"sgdexp: error: {problem}")
+        refuse(problem)
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         hide_schema_groups()
     register_configs()
@@ -134,6 +140,9 @@ def cli() -> None:
     # conf/hydra/launcher/submitit_slurm.yaml sets sgdexp's SLURM defaults over the plugin's schema of
     # the same name, which Hydra accepts with a deprecation warning on every run: not the user's concern.
     warnings.filterwarnings("ignore", message=r"\s*.hydra/launcher/\w+. is validated against ConfigStore schema")
+    # torch's forward-mode AD (jvp, used for the landscapes' Hessian products) loads its decompositions
+    # through torch.jit.script, which warns of its own deprecation on first use: torch's, not the user's
+    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
     from sgdexp.errors import RefusedJob
@@ -144,7 +153,7 @@ def cli() -> None:
         from sgdexp.cli_checks import composition_error_line
 
         remove_unlaunched_sweep(err)
-        sys.exit(f"sgdexp: error: {composition_error_line(err, sys.argv[1:], CONF)}")
+        refuse(composition_error_line(err, sys.argv[1:], CONF))
     except RefusedJob as err:  # each refused job said why as it ran; the sweep's exit names them all
         print(refused_jobs_line(err), file=sys.stderr)
         sys.exit(2)

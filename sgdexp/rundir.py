@@ -219,14 +219,16 @@ class RunDirectory:
             os.close(fd)
         raise ConfigError("hydra.run.dir", str(self.path), "a directory whose lock file stays put")
 
-    def _release(self, remove_empty: bool) -> None:
+    def _release(self, refused: bool) -> None:
+        """Unlock; the lock file goes (before unlocking: see `_lock`) unless a refused run found it
+        there (a killed run's), which leaves the directory as it was."""
         if self._fd is None:
             return
-        if self._made_lock:
-            self.lock_path.unlink(missing_ok=True)  # before unlocking: see `_lock`
+        if self._made_lock or not refused:
+            self.lock_path.unlink(missing_ok=True)
         os.close(self._fd)  # releases the flock
         self._fd = None
-        if remove_empty and self._made_dir:
+        if refused and self._made_dir:
             try:
                 self.path.rmdir()  # a run refused before writing anything leaves no directory
             except OSError:
@@ -285,7 +287,7 @@ class RunDirectory:
         except ConfigError:
             # Refused (here, or by the task before it wrote): no lock file left, and no directory
             # left when this claim made it and nothing else was written there.
-            self._release(remove_empty=True)
+            self._release(refused=True)
             raise
         finally:
-            self._release(remove_empty=False)
+            self._release(refused=False)

@@ -258,3 +258,12 @@ def test_weight_analyses_reach_summary_and_wandb_and_leave_training_alone(tmp_pa
     keep = ("step", "train/", "test/", "gap/")
     strip = lambda rows: [{k: v for k, v in r.items() if k.startswith(keep)} for r in rows if "test/loss" in r]  # noqa: E731
     assert strip(read_metrics(tmp_path / "plain" / "metrics.jsonl")) == strip(read_metrics(tmp_path / "analysed" / "metrics.jsonl"))
+
+
+def test_noise_stats_at_a_batch_of_every_sample_says_there_is_no_noise(tmp_path, caplog):
+    # every batch is the full set: ξ is rounding error, which read as α ≈ 1.99 and an SNR bias of 3e10
+    caplog.set_level("INFO", logger="sgdexp.analysis.noise_stats")
+    summary = train_run(tmp_path / "run", SHORT + ["dataset.subset=64", "noise.batch_size=64", "noise.sampler=epoch",
+                                                   "analysis=[noise_stats]", "analysis.noise_stats.every=20"])
+    assert summary["status"] == "completed" and not [k for k in summary if k.startswith("noise_stats/")]
+    assert any("takes all 64 training samples" in r.getMessage() for r in caplog.records)

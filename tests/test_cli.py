@@ -112,7 +112,7 @@ def test_an_output_directory_that_cannot_be_made_is_one_line(tmp_cwd):
                      ("hydra.run.dir=/proc/sgdexp-run", "(cannot make /proc/sgdexp-run")):
         proc = cli([arg, *FAST], cwd=tmp_cwd)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        assert proc.returncode != 0 and len(lines) == 1 and why in lines[0], proc.stderr[-2000:]
+        assert proc.returncode == 2 and len(lines) == 1 and why in lines[0], proc.stderr[-2000:]
     proc = cli(["-m", "seed=0,1", "hydra.sweep.dir=afile/sweep", *FAST], cwd=tmp_cwd)
     assert proc.returncode != 0 and proc.stderr.strip().endswith("(afile is a file)"), proc.stderr[-2000:]
     report = subprocess.run([sys.executable, "-m", "sgdexp.report", str(tmp_cwd), "--out", "afile"], cwd=tmp_cwd,

@@ -168,6 +168,7 @@ def test_lock_refuses_a_second_run_and_is_released_by_kill(tmp_path):
         holder.wait()
     assert (run / LOCK).exists()  # a killed owner leaves its lock file, not its lock
     assert train_run(run, SHORT)["status"] == "completed"
+    assert not (run / LOCK).exists()  # the run that took it over removes it at its end
 
 
 def test_requeued_submitit_job_resumes_by_itself(finished, tmp_path, monkeypatch):
@@ -252,7 +253,7 @@ def test_offline_download_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch
 # ----------------------------------------------------------------------------- the command line
 def one_line_error(proc) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode != 0 and len(lines) == 1 and lines[0].startswith("sgdexp: error: "), proc.stderr[-2000:]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("sgdexp: error: "), proc.stderr[-2000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     return lines[0]
 

@@ -340,3 +340,13 @@ def test_an_interrupt_while_figures_are_drawn_keeps_the_summary(tmp_path, monkey
         run_task(make_cfg(SHORT + ["trainer.figures=true"]), tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["step"] == summary["steps"]
+
+
+def test_a_schedule_point_past_the_run_is_said(tmp_path, caplog):
+    # warmup_steps or a milestone past trainer.steps did nothing, without a word
+    caplog.set_level("WARNING", logger="sgdexp.tasks.train")
+    train_run(tmp_path / "run", SHORT + ["trainer.lr_schedule=step", "trainer.lr_milestones=[30,500]",
+                                         "trainer.warmup_steps=100"])
+    said = [r.getMessage() for r in caplog.records if "not reached in this run" in r.getMessage()]
+    assert said == ["trainer.warmup_steps=100, trainer.lr_milestones has 500: past trainer.steps=60, so not reached "
+                    "in this run"]

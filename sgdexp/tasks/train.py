@@ -75,6 +75,12 @@ class Training:
                 raise ConfigError(f"trainer.{key}", cfg.trainer[key],
                                   f"null unless trainer.eval_every > 0 (the {metric} is checked at each evaluation)")
         self.setup: Setup = build_setup(cfg)  # every ConfigError is raised here, before anything is written
+        steps = int(cfg.trainer.steps)
+        late = [f"trainer.warmup_steps={cfg.trainer.warmup_steps}"] if cfg.trainer.warmup_steps > steps else []
+        if cfg.trainer.lr_schedule == "step":
+            late += [f"trainer.lr_milestones has {m}" for m in cfg.trainer.lr_milestones if m > steps]
+        if late:  # a resume may extend the run to them; in this one they do nothing
+            log.warning("%s: past trainer.steps=%d, so not reached in this run", ", ".join(late), steps)
         if cfg.trainer.get("stop_at_train_accuracy") is not None and not self.setup.source.classification:
             raise ConfigError("trainer.stop_at_train_accuracy", cfg.trainer.stop_at_train_accuracy,
                               f"null for dataset={cfg.dataset.name} (a regression task has no accuracy)")
