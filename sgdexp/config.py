@@ -300,7 +300,8 @@ class CurvatureAnalysisConfig(AnalysisConfig):
 class GeneralizationAnalysisConfig(AnalysisConfig):
     """`analysis=[generalization]` (sgdexp/analysis/generalization.py)."""
 
-    sharpness_every: int = ranged(0, ge=0)  # sharpness at its multiples from `start` on (and the end); 0: at the end only
+    # sharpness at its multiples from `start` on (and the end); 0: at the end only
+    sharpness_every: int = ranged(0, ge=0)
     probes: int = ranged(MISSING, ge=2)  # Hutchinson probes off the Lanczos vectors for the trace (sgdexp.curvature)
     tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
 
@@ -502,8 +503,9 @@ def _unknown_keys(node: DictConfig, prefix: str) -> None:
         child = node._get_node(key)
         if fields is not None and key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=3, cutoff=0.6)
+            where = prefix.rstrip(".") or "the config"
             hint = (f"did you mean {' or '.join(prefix + c for c in close)}?" if close
-                    else f"{prefix.rstrip('.') or 'the config'} has no key of that name (see `python -m sgdexp --cfg job`)")
+                    else f"{where} has no key of that name (see `python -m sgdexp --cfg job`)")
             raise ConfigError(f"{prefix}{key}", child._value(), hint)
         if isinstance(child, DictConfig):
             _unknown_keys(child, f"{prefix}{key}.")
