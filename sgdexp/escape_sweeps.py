@@ -16,7 +16,8 @@ line to y = ln(summary `escape/mean_steps`) against each of
 for every x that takes at least 3 distinct values across the jobs used, one line per group of jobs
 that share everything else the sweep varies: the swept keys (`.hydra/overrides.yaml`) that do not
 make x, so a sweep over noise modes and minima gives ln τ against B/η per mode and minimum, and
-against 1/sharpness per mode and B. A job that did not complete,
+against 1/sharpness per mode and B (B and η make 1/σ² only under noise.sigma=matched: with σ set by
+hand, each η has its own line). A job that did not complete,
 has no summary, or only gives a lower bound (`escape/lower_bound: 1`, no replica escaped) is left
 out of the fits and listed with the reason. `survival_figure` and `fits_figure` draw the Kaplan-Meier
 curves of runs and the fits of a sweep (for the escape task and the report).
@@ -70,6 +71,7 @@ class EscapeJob:
     log_high: float
     lower_bound: bool
     swept: Dict[str, str] = field(default_factory=dict)  # its command-line overrides, key -> value
+    sigma_matched: bool = False  # noise.sigma=matched: σ follows B and η (which then make 1/σ²)
 
 
 @dataclass
@@ -103,7 +105,11 @@ def _groups(jobs: List[EscapeJob], x: str) -> Dict[str, List[EscapeJob]]:
     """The jobs that share every swept value that does not make `x`, by a label of those values."""
     from sgdexp.report.loading import group_by_values
 
-    varying = sorted({k for j in jobs for k in j.swept if len({jj.swept.get(k) for jj in jobs}) > 1} - X_SOURCES[x])
+    sources = X_SOURCES[x]
+    if x == "inverse_sigma_sq" and not any(j.sigma_matched for j in jobs):
+        # σ set by hand: B and η are not in it, and jobs at another η (temperature ησ²/2) fit apart
+        sources = {"noise.sigma"}
+    varying = sorted({k for j in jobs for k in j.swept if len({jj.swept.get(k) for jj in jobs}) > 1} - sources)
     return {label: [jobs[i] for i in members]
             for label, members in group_by_values([j.swept for j in jobs], varying).items()}
 
@@ -181,7 +187,11 @@ def sweep_fits(multirun_dir: Union[str, Path], select: Optional[Dict[str, object
         if mismatch:
             result.excluded[name] = "not selected: " + ", ".join(mismatch)
             continue
-        summary = json.loads(summary_path.read_text())
+        try:
+            summary = json.loads(summary_path.read_text())
+        except ValueError:
+            result.excluded[name] = "summary.json unreadable (empty or torn)"
+            continue
         status = summary.get("status", "missing")
         if status != "completed":
             result.excluded[name] = f"status {status}"
@@ -189,7 +199,7 @@ def sweep_fits(multirun_dir: Union[str, Path], select: Optional[Dict[str, object
         job = EscapeJob(name, _x_values(cfg, summary),
                         _log(summary.get("escape/mean_steps")), _log(summary.get("escape/mean_steps_low")),
                         _log(summary.get("escape/mean_steps_high")), bool(summary.get("escape/lower_bound", 0)),
-                        _swept(job_dir))
+                        _swept(job_dir), _get(cfg, "noise.sigma") == "matched")
         if job.lower_bound:
             result.excluded[name] = "no replica escaped: a lower bound only"
             result.lower_bounds.append(job)

@@ -239,3 +239,22 @@ def test_a_shared_pretraining_that_diverged_is_not_run_again(tmp_path):
         assert len(errors) == 3 and errors[-1].startswith("sgdexp: error: all 2 jobs of the sweep were refused: job 0 ") \
             and "; job 1 " in errors[-1]
         assert all("task.pretrain_lr=50.0 is not allowed" in e and str(shared[0].name) in e for e in errors)
+
+
+def test_the_budgets_last_step_is_checked_and_diverged_replicas_are_said_apart(tmp_path, caplog):
+    # max_steps not a multiple of check_every: the last step went unchecked, so replicas out there
+    # were censored; blown-up replicas (η λ_max > 2) counted as escapes without a word
+    base = ["task=escape", "landscape=double_well", "noise=gd_white", "noise.sigma=7", "optimizer.lr=0.02",
+            "task.criterion=saddle", "task.replicas=64", "task.max_steps=50"]
+    counts = [escape_run(tmp_path / str(every), base + [f"task.check_every={every}"])["escape/escaped"]
+              for every in (50, 100)]
+    assert counts[0] == counts[1] > 0
+    caplog.set_level("WARNING", logger="sgdexp.tasks.escape")
+    run_task(make_cfg(["task=escape", "landscape=double_well", "noise=gd_white", "noise.sigma=0.01",
+                       "optimizer.lr=1.0", "task.criterion=distance", "task.radius=1e30", "task.replicas=3",
+                       "task.max_steps=300"]), tmp_path / "c")
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["escape/diverged"] == 3 and summary["escape/escaped"] == 3
+    assert (tmp_path / "c" / "escape.csv").read_text().splitlines()[1].endswith(",1")
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "past the stability bound" in said and "3 of 3 replicas diverged" in said

@@ -157,3 +157,23 @@ def test_the_report_and_the_fits_read_the_same_jobs(tmp_path):
     sweep = sweep_fits(tmp_path)
     assert [j.job for j in sweep.jobs] == names[:11] and list(sweep.excluded) == ["more/0"]
     assert sweep.fits["batch_over_lr"].slope == pytest.approx(0.1 * 0.5) and sweep.fits["batch_over_lr"].n == 11
+
+
+def test_sigma_set_by_hand_fits_each_learning_rate_apart_and_a_torn_summary_is_left_out(tmp_path):
+    # with σ given, ln τ ∝ 1/(η σ²): pooling η = 0.02 and 0.03 into one line mixed two temperatures
+    num = 0
+    for lr in (0.02, 0.03):
+        for s in (5.0, 7.0, 9.0):
+            _job(tmp_path, num, {"name": "gd_white", "batch_size": 32, "sigma": s}, lr,
+                 _escape_summary(math.exp(1.0 + 2.0 / (lr * s ** 2))))
+            OmegaConf.save(OmegaConf.create([f"noise.sigma={s}", f"optimizer.lr={lr}"]),
+                           tmp_path / str(num) / ".hydra" / "overrides.yaml")
+            num += 1
+    _job(tmp_path, num, {"name": "gd_white", "batch_size": 32, "sigma": 5.0}, 0.02)
+    (tmp_path / str(num) / "summary.json").write_text('{"status": "compl')  # killed while writing
+    sweep = sweep_fits(tmp_path)
+    assert sweep.excluded[str(num)] == "summary.json unreadable (empty or torn)"
+    by_sigma = {k: f for k, f in sweep.fits.items() if k.startswith("inverse_sigma_sq")}
+    assert set(by_sigma) == {"inverse_sigma_sq | optimizer.lr=0.02", "inverse_sigma_sq | optimizer.lr=0.03"}
+    for name, fit in by_sigma.items():
+        assert fit.slope == pytest.approx(2.0 / float(name.rsplit("=", 1)[1])) and fit.n == 3

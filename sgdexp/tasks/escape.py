@@ -324,7 +324,7 @@ class Escape:
             for k, p in params.items():
                 p.grad = grads[k]
             optimizer.step()
-            if step % check_every == 0:
+            if step % check_every == 0 or step == max_steps:  # the budget's last step too: else one out there is censored
                 loss, distance, sq, progress = self._measure(params)
                 new = self._escaped(loss, distance, progress) & (rec["step"] < 0)
                 rec["step"] = torch.where(new, step, rec["step"])
@@ -379,6 +379,7 @@ class Escape:
             self.done = []
             self.at_minimum = self._at_minimum()
         self.sigma, self.loss_star = self.at_minimum["sigma"], self.at_minimum["loss_star"]
+        self._warn_if_unstable()
         chunk_size = task.replica_chunk or task.replicas
         resume_step = state["chunk"] * task.max_steps + state["step"] if state is not None else None
         self.tracker = Tracker(cfg, self.out_dir, group=self.group, resume_step=resume_step)
@@ -405,6 +406,19 @@ class Escape:
             self.tracker.finish(summary)
         return float(summary.get("escape/mean_steps", math.inf))
 
+    def _warn_if_unstable(self) -> None:
+        """One warning where θ* is unstable under the optimizer itself (η λ_max > 2(1 + μ) for SGD with
+        momentum μ): replicas then leave by the instability, whatever the noise, and their escape
+        times say nothing about it."""
+        opt, top = self.cfg.optimizer, self.at_minimum["sharpness"].get("top_eigenvalue")
+        if opt.name != "sgd" or top is None or not math.isfinite(top) or top <= 0:
+            return
+        bound = 2 * (1 + float(opt.get("momentum", 0.0))) / top
+        if float(opt.lr) > bound:
+            log.warning("optimizer.lr=%g is past the stability bound 2(1+momentum)/λ_max = %.4g at θ* (λ_max %.4g): "
+                        "replicas will leave by the instability of the descent itself, not by the noise", opt.lr,
+                        bound, top)
+
     def _at_minimum(self) -> Dict[str, Any]:
         """σ (matched at θ* if asked), L(θ*), each layer's tail index and the sharpness at θ*."""
         cfg = self.cfg
@@ -427,15 +441,17 @@ class Escape:
         task = self.cfg.task
         rec = {k: torch.cat([d[k] for d in self.done]).cpu() for k in self.done[0]}
         escaped = (rec["step"] >= 0).numpy()
+        # left with a non-finite loss or distance: counted as out (they left), but said apart
+        diverged = escaped & ~(np.isfinite(rec["loss"].numpy()) & np.isfinite(rec["distance"].numpy()))
         steps = np.where(escaped, rec["step"].numpy(), task.max_steps)
         names = list(self.theta_star)
         alphas = self.at_minimum["tail_index"]
         columns = ["replica", "escaped", "step", "loss", "distance"] + [f"share/{n}" for n in names] \
-            + [f"alpha/{n}" for n in alphas]
+            + [f"alpha/{n}" for n in alphas] + ["diverged"]
         rows: List[List[Any]] = []
         for i in range(len(steps)):
             rows.append([i, int(escaped[i]), int(steps[i]), float(rec["loss"][i]), float(rec["distance"][i])]
-                        + [float(x) for x in rec["shares"][i]] + [alphas[n] for n in alphas])
+                        + [float(x) for x in rec["shares"][i]] + [alphas[n] for n in alphas] + [int(diverged[i])])
         with open(self.out_dir / ESCAPE_CSV, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(columns)
@@ -443,7 +459,10 @@ class Escape:
         stats = escape_time_summary(steps, escaped, task.max_steps)
         summary: Dict[str, Any] = {"status": "completed", **{f"escape/{k}": v for k, v in stats.items()},
                                    "escape/criterion": task.criterion, "escape/loss_star": self.loss_star,
-                                   "escape/sigma": self.sigma}
+                                   "escape/sigma": self.sigma, "escape/diverged": int(diverged.sum())}
+        if diverged.any():
+            log.warning("escape: %d of %d replicas diverged (non-finite loss or distance at their exit): counted as "
+                        "escaped, and marked in escape.csv's diverged column", int(diverged.sum()), len(steps))
         summary.update({f"sharpness/{k}": v for k, v in self.at_minimum["sharpness"].items()})
         summary.update({f"escape/tail_index/{k}": v for k, v in alphas.items()})
         if escaped.any():
