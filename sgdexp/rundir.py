@@ -160,7 +160,9 @@ def load_checkpoint_checked(path: Path, model: torch.nn.Module, key: str = "trai
                                           f"{str(err).splitlines()[0] if str(err) else ''})") from None
     theirs = state.get("model") if isinstance(state, dict) else None
     if not isinstance(theirs, Mapping):
-        raise ConfigError(key, str(path), "a checkpoint written by sgdexp (it has no model state)")
+        what = ("a task=train run's checkpoint (this one is task=escape's: replicas, no model state)"
+                if isinstance(state, dict) and "chunk" in state else "a checkpoint written by sgdexp (it has no model state)")
+        raise ConfigError(key, str(path), what)
     ours = model.state_dict()
     missing, extra = sorted(set(ours) - set(theirs)), sorted(set(theirs) - set(ours))
     if missing or extra:

@@ -358,3 +358,11 @@ def test_sigterm_and_ctrl_c_end_the_run_as_interrupted_at_the_step_reached(tmp_p
     steps = summary["checkpoint_step"] + 100
     assert train_run(run, ["trainer.steps=%d" % steps, "trainer.checkpoint_every=200", "trainer.log_every=50",
                            "trainer.resume=true"])["status"] == "completed"
+
+
+def test_an_escape_runs_checkpoint_as_init_from_is_named(tmp_path):
+    model = torch.nn.Linear(2, 1)
+    path = tmp_path / "last.pt"
+    torch.save({"chunk": 0, "step": 10, "params": {"theta": torch.zeros(3, 2)}}, path)
+    with pytest.raises(ConfigError, match=r"a task=train run's checkpoint \(this one is task=escape's"):
+        load_checkpoint_checked(path, model, key="task.init_from")

@@ -81,8 +81,10 @@ def sweep_fits_section(path: Path, fig_dir: Path) -> Optional[str]:
     if not sweep.jobs and not sweep.lower_bounds:
         return None
     columns, rows = fit_table(sweep)
-    html = H.image(save_figure(fits_figure(sweep), fig_dir / "escape_fits.png"))
-    html += H.table(columns, rows, left=1) if rows else "<p>No x took 3 or more distinct values.</p>\n"
+    if rows:
+        html = H.image(save_figure(fits_figure(sweep), fig_dir / "escape_fits.png")) + H.table(columns, rows, left=1)
+    else:  # no figure: it would hold only this sentence
+        html = "<p>No x took 3 or more distinct values.</p>\n"
     if sweep.excluded:
         html += H.table(["left out", "why"], [[job, why] for job, why in sweep.excluded.items()], left=2)
     return html

@@ -133,7 +133,8 @@ def pretrain(cfg: DictConfig, out_dir: Path, group: Optional[str]) -> Setup:
         if status != "diverged":
             training = Training(OmegaConf.create(pre), directory, group)
             if math.isfinite(training.run()):
-                log.info("Pretrained θ* by %d GD steps in %s", cfg.task.pretrain_steps, directory)
+                log.info("Pretrained θ* by %d full-batch steps of optimizer=%s in %s", cfg.task.pretrain_steps,
+                         cfg.optimizer.name, directory)
                 return training.setup
         # diverged (now, or in another job of the sweep): there is no minimum to escape from
         key = "task.pretrain_lr" if cfg.task.pretrain_lr is not None else "optimizer.lr"
@@ -471,9 +472,13 @@ class Escape:
         self.tracker.log_table("escape/replicas", columns, rows)
         curve = kaplan_meier(steps, escaped)
         self.tracker.log_figure("escape/survival", survival_figure({self.cfg.noise.name: curve}, budget=task.max_steps))
-        log.info("escape: %d of %d replicas escaped within %d steps; mean %.4g steps [%.4g, %.4g]",
-                 int(escaped.sum()), len(steps), task.max_steps, summary.get("escape/mean_steps", math.nan),
-                 summary.get("escape/mean_steps_low", math.nan), summary.get("escape/mean_steps_high", math.nan))
+        if escaped.any():
+            log.info("escape: %d of %d replicas escaped within %d steps; mean %.4g steps [%.4g, %.4g]",
+                     int(escaped.sum()), len(steps), task.max_steps, summary.get("escape/mean_steps", math.nan),
+                     summary.get("escape/mean_steps_low", math.nan), summary.get("escape/mean_steps_high", math.nan))
+        else:  # the mean is NaN then: its lower bound is the number
+            log.info("escape: none of %d replicas escaped within %d steps; mean escape time > %.4g steps (95%% lower "
+                     "bound)", len(steps), task.max_steps, summary.get("escape/mean_steps_low", math.nan))
         return summary
 
 
