@@ -137,6 +137,9 @@ def test_resume_after_kill_continues_every_replica_exactly(tmp_path, monkeypatch
         with pytest.raises(KeyboardInterrupt):
             escape_run(tmp_path / "killed", common)
     assert (1, 300) in calls
+    killed = json.loads((tmp_path / "killed" / "summary.json").read_text())  # where it stopped, and its checkpoint
+    assert (killed["status"], killed["checkpoint_step"]) == ("interrupted", 800 + 200)
+    assert killed["step"] >= killed["checkpoint_step"]
     escape_run(tmp_path / "killed", common + ["trainer.resume=true"])
     assert read_csv(tmp_path / "killed") == read_csv(tmp_path / "whole")
 

@@ -337,6 +337,7 @@ class Escape:
                 self.bar.set_postfix(chunk=chunk, step=step, inside=inside, refresh=False)
                 self.bar.update(self.escaped_before + (r - inside) - self.bar.n)
                 self.tracker.log({"step": chunk * max_steps + step, "escape/inside": inside, "escape/chunk": chunk})
+                self.logged_step = chunk * max_steps + step
                 if inside == 0:
                     break
             if checkpoint_every and step % checkpoint_every == 0 and step < max_steps:
@@ -360,6 +361,7 @@ class Escape:
             "at_minimum": self.at_minimum,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         })
+        self.checkpoint_step = chunk * int(self.cfg.task.max_steps) + step
 
     def wall_time(self) -> float:
         return self.wall_before + time.perf_counter() - self.t0
@@ -383,6 +385,7 @@ class Escape:
         self._warn_if_unstable()
         chunk_size = task.replica_chunk or task.replicas
         resume_step = state["chunk"] * task.max_steps + state["step"] if state is not None else None
+        self.logged_step = self.checkpoint_step = resume_step or 0  # the steps of metrics.jsonl: chunk·max_steps + step
         self.tracker = Tracker(cfg, self.out_dir, group=self.group, resume_step=resume_step)
         summary: Dict[str, Any] = {"status": "failed"}
         self.bar = tqdm(total=task.replicas, disable=not cfg.trainer.progress, mininterval=1.0, dynamic_ncols=True,
@@ -396,7 +399,8 @@ class Escape:
                 self.done.append(self.run_chunk(chunk, lo, min(lo + chunk_size, task.replicas), resume))
             summary = self.outputs()
         except KeyboardInterrupt:
-            summary["status"] = "interrupted"
+            summary.update(status="interrupted", step=max(self.logged_step, self.checkpoint_step),
+                           checkpoint_step=self.checkpoint_step)
             raise
         except Exception as err:
             summary["error"] = f"{type(err).__name__}: {err}"
