@@ -81,6 +81,11 @@ def test_a_job_refused_by_its_data_does_not_stop_the_sweeps_other_jobs(tmp_cwd, 
     assert sorted(p.name for p in (tmp_cwd / "sweep").glob("[0-9]")) == ["0", "2"]
     for job in ("0", "2"):
         assert json.loads((tmp_cwd / "sweep" / job / "summary.json").read_text())["status"] == "completed"
+    if launcher == "basic":  # the report says the sweep was four jobs, not the two it finds
+        from sgdexp.report.build import build_report
+
+        html = build_report(tmp_cwd / "sweep").read_text()
+        assert "2 jobs (2 completed)" in html and "asked for 4 jobs: 2 have no directory here" in html
 
 
 def test_diverging_run_exits_zero_and_says_so(tmp_cwd):

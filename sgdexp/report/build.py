@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from sgdexp.report import html as H
 from sgdexp.report.figures import panels, run_figures
-from sgdexp.report.loading import Run, find_runs, swept_keys
+from sgdexp.report.loading import Run, find_runs, planned_jobs, swept_keys
 
 log = logging.getLogger(__name__)
 
@@ -154,9 +154,14 @@ def build_report(path: Path, out_dir: Optional[Path] = None) -> Path:
         counts: Dict[str, int] = {}
         for r in runs:
             counts[r.status] = counts.get(r.status, 0) + 1
-        intro = (f"Multirun <code>{H.esc(path)}</code>: {len(runs)} jobs ("
+        intro = (f"Multirun <code>{H.esc(path)}</code>: {len(runs)} job{'' if len(runs) == 1 else 's'} ("
                  + ", ".join(f"{n} {s}" for s, n in counts.items()) + "); swept: "
                  + H.esc(", ".join(swept) or "nothing") + ".")
+        planned = planned_jobs(path)
+        if planned is not None and planned > len(runs):  # refused jobs leave no directory; others have not run
+            missing = planned - len(runs)
+            intro += (f" Its multirun.yaml asked for {planned} jobs: {missing} {'has' if missing == 1 else 'have'} "
+                      f"no directory here (refused before they wrote anything, or not run).")
         common = [o for o in runs[0].overrides if all(o in r.overrides for r in runs)]
         if common:
             intro += f" Every job: <code>{H.esc(' '.join(common))}</code>."

@@ -177,6 +177,27 @@ def find_runs(path: Path) -> tuple[str, List[Run]]:
     raise FileNotFoundError(f"{path} holds no run (summary.json, metrics.jsonl) and no multirun jobs")
 
 
+def planned_jobs(sweep_dir: Path) -> Optional[int]:
+    """How many jobs the sweep's `multirun.yaml` asked for: the product of the numbers of values of its
+    swept keys (the command line's over `hydra.sweeper.params`', as Hydra's basic sweeper takes them);
+    None where there is no such file or a sweep it cannot count (an interval for an optimizing sweeper)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = OmegaConf.load(Path(sweep_dir) / "multirun.yaml")
+        params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+        args = {k: f"{k}={v}" for k, v in params.items()}
+        args.update({a.split("=", 1)[0]: a for a in OmegaConf.select(cfg, "hydra.overrides.task") or []})
+        total = 1
+        for override in OverridesParser.create().parse_overrides(list(args.values())):
+            if override.is_sweep_override():
+                total *= len(list(override.sweep_string_iterator()))
+        return total
+    except Exception:  # noqa: BLE001 - absent, unreadable or not countable: the report says nothing of it
+        return None
+
+
 def swept_keys(runs: List[Run]) -> List[str]:
     """The override keys whose value differs between jobs (what the sweep varied), in override order."""
     parsed = [run.override_values for run in runs]
