@@ -101,8 +101,14 @@ def test_sections_from_other_analyses_appear_where_their_files_are(tmp_path):
                                                        "diffusion/msd_exponent": 1.5}))
     (tmp_path / "escape.csv").write_text("replica,escaped,step,loss,distance\n0,True,10,1.0,2.0\n"
                                          "1,False,100,0.1,0.5\n2,True,40,1.2,2.5\n")
-    names = set(run_figures(find_runs(tmp_path)[1]))
-    assert names >= {"training", "diffusion", "curvature", "escape", "escape_survival", "msd", "variance_vs_curvature"}
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("noise:\n  name: gd_white\ntask:\n  max_steps: 100\n")
+    figures = run_figures(find_runs(tmp_path)[1])
+    assert set(figures) >= {"training", "diffusion", "curvature", "escape", "escape_survival", "msd",
+                            "variance_vs_curvature"}
+    # a run's survival: its noise mode (its overrides were clipped) and the budget line, as the run's own figure
+    legend = [t.get_text() for t in figures["escape_survival"].axes[0].get_legend().get_texts()]
+    assert legend == ["gd_white (2/3 escaped)", "budget"]
     html = assert_self_contained(build_report(tmp_path))
     assert "Escape survival" in html and "Msd" in html
 
