@@ -329,3 +329,12 @@ def test_a_large_sweep_is_drawn_as_small_multiples(tmp_path):
     assert len(fig.axes[0].get_lines()) == 5 and len(fig.legends[0].get_texts()) == 5
     html = assert_self_contained(build_report(tmp_path / "grid"))
     assert html.count("<h2>Training</h2>") == 1 and html.count("<h3>optimizer.lr=") == 3
+
+
+def test_an_escape_runs_chunk_number_is_not_drawn_as_a_measurement(tmp_path):
+    from sgdexp.report.figures import section_keys
+
+    rows = [{"step": s, "escape/inside": 8 - s // 10, "escape/chunk": s // 40} for s in range(10, 81, 10)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "completed"}))
+    assert section_keys(find_runs(tmp_path)[1], "escape/") == ["escape/inside"]

@@ -170,10 +170,14 @@ def training_curves(runs: Sequence[Run]) -> Optional[Figure]:
     return _plot_keys(runs, keys, "Training")
 
 
+# logged for the record, not a measurement: which replica chunk a row of an escape run is from
+BOOKKEEPING = {"escape/chunk"}
+
+
 def section_keys(runs: Sequence[Run], prefix: str) -> List[str]:
     """A section's headline scalars: keys one level under `prefix`, then `<name>/median` ones, the
     section's `HEADLINE` keys first where they exist; at most MAX_PANELS."""
-    keys = sorted({k for r in runs for k in r.scalar_keys(prefix)})
+    keys = sorted({k for r in runs for k in r.scalar_keys(prefix)} - BOOKKEEPING)
     top = [k for k in keys if "/" not in k[len(prefix):]]
     medians = [k for k in keys if k[len(prefix):].count("/") == 1 and k.endswith("/median")]
     first = [prefix + k for k in HEADLINE.get(prefix, []) if prefix + k in keys]
