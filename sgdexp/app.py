@@ -116,14 +116,14 @@ def without_secrets(hydra: DictConfig) -> DictConfig:
     `+hydra.job.env_set.WANDB_API_KEY=...` reaches the job's environment, not the run directory."""
     from omegaconf import OmegaConf
 
-    from sgdexp.errors import SECRET_KEY, shown
+    from sgdexp.errors import shown
 
     record = OmegaConf.to_container(hydra)
     env = record["job"].get("env_set") or {}
     record["job"]["env_set"] = {name: shown(name, value) for name, value in env.items()}
     for kind in ("hydra", "task"):
-        record["overrides"][kind] = [f"{e.split('=', 1)[0]}=<hidden>" if SECRET_KEY.search(e.split("=", 1)[0]) else e
-                                     for e in record["overrides"].get(kind) or []]
+        pairs = (entry.partition("=") for entry in record["overrides"].get(kind) or [])
+        record["overrides"][kind] = [key + eq + (shown(key, value) if eq else "") for key, eq, value in pairs]
     return OmegaConf.create({"hydra": record})
 
 

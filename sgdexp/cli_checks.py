@@ -38,35 +38,40 @@ def check_launcher(argv: Sequence[str]) -> Optional[str]:
     return None
 
 
-def check_output_dirs(argv: Sequence[str]) -> Optional[str]:
-    """The one-line error for `hydra.run.dir`/`hydra.sweep.dir` where no directory can be made (a file
-    in its place or above it, a folder not writable), else None: Hydra's own mkdir fails with a traceback."""
+def unmakeable_dir(path) -> Optional[str]:
+    """Why no directory can be made or written at `path` (a file in its place or above it, a folder
+    not writable, one that cannot be made), else None."""
     import os
+    from pathlib import Path
+
+    chain = [Path(path), *Path(path).parents]
+    i = next((i for i, p in enumerate(chain) if p.exists()), None)
+    if i is None:
+        return None
+    first = chain[i]
+    if not first.is_dir():
+        return "it is a file" if i == 0 else f"{first} is a file"
+    if i == 0:
+        return None if os.access(first, os.W_OK | os.X_OK) else f"{first} is not writable"
+    try:  # the first folder to make, made and removed at once: a check that also holds for root and /proc
+        chain[i - 1].mkdir()
+        chain[i - 1].rmdir()
+    except OSError as err:
+        return f"cannot make {chain[i - 1]}: {err.strerror}"
+    return None
+
+
+def check_output_dirs(argv: Sequence[str]) -> Optional[str]:
+    """The one-line error for `hydra.run.dir`/`hydra.sweep.dir` where no directory can be made, else
+    None: Hydra's own mkdir fails with a traceback."""
     from pathlib import Path
 
     for arg in argv:
         match = re.fullmatch(r"(hydra\.(?:run|sweep)\.dir)=(.+)", arg)
-        if not match or "${" in match[2]:
-            continue
-        path = Path(match[2].strip("'\"")).expanduser()
-        first = next((p for p in [path, *path.parents] if p.exists()), None)
-        if first is None:
-            continue
-        if not first.is_dir():
-            why = "it is a file" if first == path else f"{first} is a file"
-        elif first == path:
-            if os.access(first, os.W_OK | os.X_OK):
-                continue
-            why = f"{first} is not writable"
-        else:
-            probe = [path, *path.parents][[path, *path.parents].index(first) - 1]  # the first folder to make
-            try:  # made and removed at once: the check that also holds for root and for /proc-like folders
-                probe.mkdir()
-                probe.rmdir()
-                continue
-            except OSError as err:
-                why = f"cannot make {probe}: {err.strerror}"
-        return f"{match[1]}={match[2]} is not allowed: a directory sgdexp can make or write ({why})"
+        if match and "${" not in match[2]:
+            why = unmakeable_dir(Path(match[2].strip("'\"")).expanduser())
+            if why:
+                return f"{match[1]}={match[2]} is not allowed: a directory sgdexp can make or write ({why})"
     return None
 
 

@@ -10,7 +10,6 @@ def shown(key: str, value):
     return "<hidden>" if SECRET_KEY.search(key) else value
 
 
-
 class ConfigError(ValueError):
     """A config value that is not allowed, or data that is not where the config says.
 

@@ -101,6 +101,12 @@ def _steps_change(cfg: Mapping[str, Any], old: Any, new: Any, step: int) -> Opti
 ABSENT = object()  # a key one of two configs lacks (`config_differences`)
 
 
+def difference(key: str, old: Any, new: Any, old_at: str, new_at: str) -> str:
+    """One difference of `config_differences` as an error line names it: `key: 0.1 in the checkpoint, 0.3 now`."""
+    show = lambda v: "(absent)" if v is ABSENT else repr(v)  # noqa: E731
+    return f"{key}: {show(old)} {old_at}, {show(new)} {new_at}"
+
+
 def config_differences(cfg: Any, checkpoint_config: Mapping[str, Any]) -> List[Tuple[str, Any, Any]]:
     """(key, checkpoint value, new value) for every key that differs, resumable or not."""
     new, old = _flat(cfg), _flat(checkpoint_config)
@@ -120,7 +126,6 @@ def check_resume(cfg: Any, checkpoint_config: Mapping[str, Any], step: int = 0,
     for key, old, new in config_differences(new_cfg, checkpoint_config):
         if old is ABSENT and new is None:
             continue  # a key added by a later version of sgdexp, left at null (off): the same run
-        show = lambda v: "(absent)" if v is ABSENT else repr(v)  # noqa: E731
         if key == "trainer.steps":
             why = _steps_change(new_cfg, old, new, step)
             if why:
@@ -128,7 +133,7 @@ def check_resume(cfg: Any, checkpoint_config: Mapping[str, Any], step: int = 0,
         if _resumable(key):
             changed[key] = (old, new)
         else:
-            refused.append(f"{key}: {show(old)} in the {source}, {show(new)} now")
+            refused.append(difference(key, old, new, f"in the {source}", "now"))
     if refused:
         raise ConfigError(
             "trainer.resume", True,

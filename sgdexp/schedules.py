@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 from omegaconf import DictConfig
 
@@ -16,6 +16,16 @@ def constant_lr(cfg) -> bool:
     """Whether the learning rate never changes: no schedule and no warmup. `cfg`: the trainer's config,
     or an analysis' that copies its `lr_schedule` and `warmup_steps` (curvature's prediction)."""
     return cfg.lr_schedule == "constant" and cfg.warmup_steps == 0
+
+
+def unreached_points(trainer: DictConfig) -> List[str]:
+    """The schedule's points past `trainer.steps` (warmup's end, a step milestone), as `key=value`: in
+    this run they do nothing (a resume may extend the run to them)."""
+    steps = int(trainer.steps)
+    late = [f"trainer.warmup_steps={trainer.warmup_steps}"] if trainer.warmup_steps > steps else []
+    if trainer.lr_schedule == "step":
+        late += [f"trainer.lr_milestones has {m}" for m in trainer.lr_milestones if m > steps]
+    return late
 
 
 def lr_factor_fn(trainer: DictConfig, steps: Optional[int] = None) -> Callable[[int], float]:

@@ -7,6 +7,7 @@ trains the same with or without them.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
@@ -16,7 +17,6 @@ from omegaconf import DictConfig
 
 from sgdexp.gradients import GradientSource
 from sgdexp.seeding import derive_seed
-
 
 
 @dataclass
@@ -43,6 +43,8 @@ class Analysis:
     # Analyses that take the loss's second derivative through the model (Hessian-vector products):
     # `build_analyses` checks before training that torch can (`sgdexp.curvature.check_second_order`).
     second_order = False
+    # why this run gives the analysis no gradient noise to measure (`without_noise`): never due then
+    silent: Optional[str] = None
 
     def __init__(self, cfg: DictConfig, source: GradientSource, noise_cfg: DictConfig, seed: int, steps: int):
         self.cfg, self.source, self.noise_cfg, self.steps = cfg, source, noise_cfg, steps
@@ -63,8 +65,16 @@ class Analysis:
         an analysis measures at the end of the run, it measures there."""
         self.steps = step
 
+    def without_noise(self, why: str) -> None:
+        """This run adds no gradient noise for the analysis to measure (`why`): it says so once, and it
+        is never due (numbers taken from rounding errors would read as a tail index or a memory)."""
+        self.silent = why
+        logging.getLogger(type(self).__module__).info(
+            "%s: %s, so there is no gradient noise to measure: no %s/* keys in this run", self.name, why, self.name)
+
     def due(self, step: int) -> bool:
-        return step >= self.start and ((step - self.start) % self.every == 0 or step == self.steps)
+        return (self.silent is None and step >= self.start
+                and ((step - self.start) % self.every == 0 or step == self.steps))
 
     def compute(self, step: int) -> Optional[Measurement]:
         raise NotImplementedError

@@ -21,7 +21,6 @@ whose SGN is zero: then no step is recorded and no `noise_memory/*` key is logge
 from __future__ import annotations
 
 import logging
-import math
 from typing import Dict, Optional
 
 import numpy as np
@@ -29,7 +28,7 @@ import torch
 
 from sgdexp.analysis.base import Analysis, CoordinateSample, Measurement, layer_quantiles
 from sgdexp.errors import ConfigError
-from sgdexp.stats import autocorrelation, hurst_exponent
+from sgdexp.stats import autocorrelation, finite_median, finite_row_means, hurst_exponent
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +48,6 @@ def noiseless(noise_cfg, n_train: int) -> Optional[str]:
     return None
 
 
-def finite_median(values: np.ndarray) -> float:
-    """The median of the finite values (NaN, without numpy's all-NaN warning, when there are none)."""
-    values = values[np.isfinite(values)]
-    return float(np.median(values)) if len(values) else math.nan
-
-
-def finite_row_means(values: np.ndarray) -> np.ndarray:
-    """Each row's mean over its finite values (NaN, without numpy's empty-slice warning, where none)."""
-    finite = np.isfinite(values)
-    count = finite.sum(axis=1)
-    total = np.where(finite, values, 0.0).sum(axis=1)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
 class NoiseMemory(Analysis):
     records_steps = True
 
@@ -72,10 +57,9 @@ class NoiseMemory(Analysis):
                               f"at most analysis.noise_memory.every={cfg.every} (windows must not overlap)")
         super().__init__(cfg, source, noise_cfg, seed, steps)
         # nothing to record when the mode adds no gradient noise, or no window fits in the run
-        self.silent = noiseless(noise_cfg, source.n_train)
-        if self.silent is not None:
-            log.info("noise_memory: %s, so there is no gradient noise to measure: no noise_memory/* keys in this run",
-                     self.silent)
+        why = noiseless(noise_cfg, source.n_train)
+        if why is not None:
+            self.without_noise(why)
         elif self.start + int(cfg.window) > steps:
             log.info("noise_memory: will not measure in this run: its first window, analysis.noise_memory.window=%d "
                      "steps after analysis.noise_memory.start=%d, would end at step %d, past trainer.steps=%d",

@@ -44,15 +44,11 @@ class NoiseStats(Analysis):
         self.batch_size = int(noise_cfg.batch_size)
         # a batch of every sample is the full gradient: ξ is rounding error, whose "tail index" and
         # Gaussianity would be numbers about float arithmetic (and tr C's factor (N−B) is 0)
-        self.silent = self.batch_size >= source.n_train
-        if self.silent:
-            log.info("noise_stats: noise.batch_size=%d takes all %d training samples, so a minibatch gradient is the "
-                     "full gradient and there is no noise to measure: no noise_stats/* keys in this run",
-                     self.batch_size, source.n_train)
+        if self.batch_size >= source.n_train:
+            self.without_noise(f"noise.batch_size={self.batch_size} takes all {source.n_train} training samples "
+                               f"(a minibatch gradient is the full gradient)")
 
     def compute(self, step: int) -> Optional[Measurement]:
-        if self.silent:
-            return None
         source, idx = self.source, self.coords.index
         full = source.full_grad_vector(eval_mode=True)
         # Reduced chunk by chunk: the recorded coordinates, |ξ|², and per-layer sums for the SNR.

@@ -178,6 +178,11 @@ def _require(root: Path, files: List[Path], name: str) -> None:
         )
 
 
+def one_line(err: BaseException) -> str:
+    """A library's error on one line (torchvision's span several), or its type where it says nothing."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 @contextmanager
 def _downloading(root: Path, name: str) -> Iterator[None]:
     """torchvision's download without a network is an 85-line traceback and an empty folder left
@@ -189,7 +194,7 @@ def _downloading(root: Path, name: str) -> Iterator[None]:
     except Exception as err:  # noqa: BLE001 - URLError, RuntimeError("Error downloading ..."), checksum errors
         for path in [made] if made is not None else set(root.iterdir()) - before:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-        reason = " ".join(str(err).split()) or type(err).__name__
+        reason = one_line(err)
         raise ConfigError("dataset.download", True,
                           f"a reachable network: downloading {name} failed: {reason[:200]}; put the files "
                           f"under dataset.root={root} yourself and set dataset.download=false") from None
@@ -211,10 +216,9 @@ def _mnist_like(cls_name: str, name: str) -> Callable[[DictConfig], Dataset]:
             try:
                 parts = [cls(str(root), train=train, download=False) for train in (True, False)]
             except Exception as err:  # noqa: BLE001 - torchvision's reader on damaged or foreign files
-                reason = " ".join(str(err).split())[:200] or type(err).__name__
                 raise ConfigError("dataset.root", str(root),
                                   f"{name} files that torchvision can read: reading {root / cls.__name__ / 'raw'} "
-                                  f"failed ({reason}); replace them with the original files") from None
+                                  f"failed ({one_line(err)[:200]}); replace them with the original files") from None
         (xtr, ytr), (xte, yte) = [(p.data[:, None].float(), p.targets.long()) for p in parts]
         return Dataset(name, xtr, ytr, xte, yte, len(parts[0].classes), "classification")
 

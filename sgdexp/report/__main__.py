@@ -15,10 +15,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from sgdexp.report.build import build_report
 
-    if args.out is not None and (args.out.exists() and not args.out.is_dir()
-                                 or any(p.exists() and not p.is_dir() for p in args.out.parents)):
-        print(f"sgdexp.report: error: --out {args.out} is not allowed: a directory (a file is in its place)",
-              file=sys.stderr)
+    from sgdexp.cli_checks import unmakeable_dir
+
+    why = unmakeable_dir(args.out) if args.out is not None else None
+    if why:
+        why = "a file is in its place" if why.endswith("is a file") else why
+        print(f"sgdexp.report: error: --out {args.out} is not allowed: a directory ({why})", file=sys.stderr)
         return 2
     try:
         report = build_report(args.path, args.out)

@@ -19,7 +19,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure
-from omegaconf import OmegaConf
 
 from sgdexp.plotting import new_figure
 from sgdexp.report.loading import Run, swept_keys
@@ -484,14 +483,13 @@ def survival_curves(runs: Sequence[Run]) -> Optional[Figure]:
     for group, km, colour in curves:
         if group is None:  # a single run: its noise mode, as the run's own figure (its overrides clip)
             e, n, _ = counts[None]
-            mode = OmegaConf.select(lines[0][0].config, "noise.name", default=None) if lines[0][0].config else None
-            labelled.append((f"{mode or lines[0][0].label} ({e}/{n} escaped)", km, colour))
+            run = lines[0][0]
+            labelled.append((f"{run.config_value('noise.name') or run.label} ({e}/{n} escaped)", km, colour))
             continue
         e, n, jobs = counts[group]
         label = _first(seen, group)
         labelled.append((label and f"{label} ({e}/{n} escaped" + (f", {jobs} jobs)" if jobs > 1 else ")"), km, colour))
-    budgets = {OmegaConf.select(run.config, "task.max_steps", default=None) if run.config else None
-               for run, _, _ in lines}
+    budgets = {run.config_value("task.max_steps") for run, _, _ in lines}
     fig = survival_figure(labelled, budget=budgets.pop() if len(budgets) == 1 else None)  # one budget: drawn
     if len(runs) > 1:
         fig.axes[0].set_title(fig.axes[0].get_title() + _left_out(runs))

@@ -48,6 +48,12 @@ class Run:
         path = self.path / ".hydra" / "config.yaml"
         return OmegaConf.load(path) if path.is_file() else None
 
+    def config_value(self, key: str) -> Any:
+        """`key` of the job's config (`noise.name`), None where it has no config or no such key."""
+        from omegaconf import OmegaConf
+
+        return OmegaConf.select(self.config, key, default=None) if self.config is not None else None
+
     @property
     def override_values(self) -> Dict[str, str]:
         """Its overrides as key -> value (`noise.batch_size` -> `32`)."""

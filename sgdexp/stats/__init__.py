@@ -58,6 +58,7 @@ from .hurst import DEFAULT_HURST_METHOD, HURST_METHODS, fgn_spectral_shape, hurs
 from .tail import DEFAULT_TAIL_METHOD, TAIL_METHODS, tail_index
 from .survival import KaplanMeier, escape_time_summary, kaplan_meier
 from .fits import LineFit, line_fit
+from ._arrays import finite_median, finite_row_means
 
 __all__ = [
     "tail_index", "TAIL_METHODS", "DEFAULT_TAIL_METHOD", "stable_adequacy", "StableAdequacy", "top_power_share",
@@ -72,4 +73,5 @@ __all__ = [
     "line_fit", "LineFit",
     "msd", "diffusion_exponent", "WindowedMSD", "DiffusionExponent", "power_law_fit", "local_exponents", "crossover", "log_lags",
     "mean_squared_displacement", "MSDResult",
+    "finite_median", "finite_row_means",
 ]

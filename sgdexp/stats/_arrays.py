@@ -8,6 +8,8 @@ other axes as independent series. Internally it works on a float64 numpy array o
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -83,3 +85,18 @@ def apply_chunked(fn, X: np.ndarray, *args) -> np.ndarray:
     if len(X) <= rows:
         return fn(X, *args)
     return np.concatenate([fn(X[i : i + rows], *args) for i in range(0, len(X), rows)])
+
+
+def finite_row_means(values: np.ndarray, empty: float = math.nan) -> np.ndarray:
+    """Each row's mean over its finite values; `empty` where a row has none (without numpy's
+    empty-slice warning: a dead unit's zero noise, the log of an exact zero)."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=1)
+    total = np.where(finite, values, 0.0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), empty)
+
+
+def finite_median(values: np.ndarray) -> float:
+    """The median of the finite values (NaN, without numpy's all-NaN warning, when there are none)."""
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else math.nan

@@ -74,7 +74,7 @@ import math
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-from ._arrays import apply_chunked, as_series, from_series
+from ._arrays import apply_chunked, as_series, finite_row_means, from_series
 
 __all__ = ["tail_index", "TAIL_METHODS", "DEFAULT_TAIL_METHOD"]
 
@@ -212,11 +212,6 @@ def _logabs(X: np.ndarray) -> np.ndarray:
     return L
 
 
-def _nanmean_finite(L: np.ndarray) -> np.ndarray:
-    fin = np.isfinite(L)
-    return np.where(fin, L, 0.0).sum(axis=1) / np.maximum(fin.sum(axis=1), 1)
-
-
 def _block_sum(X: np.ndarray) -> np.ndarray:
     n = X.shape[1]
     m = _block_size(n)
@@ -224,7 +219,7 @@ def _block_sum(X: np.ndarray) -> np.ndarray:
     Xu = X[:, : K * m]
     Y = Xu.reshape(len(X), K, m).sum(axis=2)
     # exact zeros (e.g. dead units) carry no tail information: they are left out of the means
-    inv = (_nanmean_finite(_logabs(Y)) - _nanmean_finite(_logabs(Xu))) / math.log(m)
+    inv = (finite_row_means(_logabs(Y), empty=0.0) - finite_row_means(_logabs(Xu), empty=0.0)) / math.log(m)
     with np.errstate(divide="ignore"):
         return np.where(inv > 0, 1.0 / inv, 2.0)
 

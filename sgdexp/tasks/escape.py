@@ -30,7 +30,7 @@ from sgdexp.models import model_key
 from sgdexp.models.landscapes import Landscape, build_landscape
 from sgdexp.optim import build_optimizer
 from sgdexp.replicas import LandscapeObjective, NetworkObjective, ReplicaNoise, StackedObjective
-from sgdexp.rundir import ABSENT, config_differences, load_checkpoint_checked, read_checkpoint_config
+from sgdexp.rundir import config_differences, difference, load_checkpoint_checked, read_checkpoint_config
 from sgdexp.schedules import constant_lr, lr_factor_fn
 from sgdexp.seeding import derive_seed
 from sgdexp.tasks import TASKS
@@ -66,11 +66,9 @@ def load_minimum(cfg: DictConfig, setup: Setup) -> None:
         ours = OmegaConf.to_container(cfg[group], resolve=True)
         theirs = saved.get(group) or {}
         if theirs != ours:
-            show = lambda v: "(absent)" if v is ABSENT else repr(v)  # noqa: E731
             differ = (f"has {group}={theirs.get('name', '?')}, not {group}={ours.get('name')}"
                       if theirs.get("name") != ours.get("name") else "differs in " + "; ".join(
-                          f"{key}: {show(there)} there, {show(here)} here"
-                          for key, there, here in config_differences({group: ours}, {group: theirs})))
+                          difference(*d, "there", "here") for d in config_differences({group: ours}, {group: theirs})))
             raise ConfigError("task.init_from", cfg.task.init_from, f"a run with the same {group} as configured; "
                                                                     f"this one {differ}")
     load_checkpoint_checked(path, setup.model, key="task.init_from", map_location=setup.device)
@@ -336,8 +334,8 @@ class Escape:
                 inside = int((rec["step"] < 0).sum())
                 self.bar.set_postfix(chunk=chunk, step=step, inside=inside, refresh=False)
                 self.bar.update(self.escaped_before + (r - inside) - self.bar.n)
-                self.tracker.log({"step": chunk * max_steps + step, "escape/inside": inside, "escape/chunk": chunk})
-                self.logged_step = chunk * max_steps + step
+                self.logged_step = self.metrics_step(chunk, step)
+                self.tracker.log({"step": self.logged_step, "escape/inside": inside, "escape/chunk": chunk})
                 if inside == 0:
                     break
             if checkpoint_every and step % checkpoint_every == 0 and step < max_steps:
@@ -361,7 +359,11 @@ class Escape:
             "at_minimum": self.at_minimum,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
         })
-        self.checkpoint_step = chunk * int(self.cfg.task.max_steps) + step
+        self.checkpoint_step = self.metrics_step(chunk, step)
+
+    def metrics_step(self, chunk: int, step: int) -> int:
+        """Step `step` of replica chunk `chunk` as metrics.jsonl numbers it: the chunks one after another."""
+        return chunk * int(self.cfg.task.max_steps) + step
 
     def wall_time(self) -> float:
         return self.wall_before + time.perf_counter() - self.t0
@@ -384,8 +386,8 @@ class Escape:
         self.sigma, self.loss_star = self.at_minimum["sigma"], self.at_minimum["loss_star"]
         self._warn_if_unstable()
         chunk_size = task.replica_chunk or task.replicas
-        resume_step = state["chunk"] * task.max_steps + state["step"] if state is not None else None
-        self.logged_step = self.checkpoint_step = resume_step or 0  # the steps of metrics.jsonl: chunk·max_steps + step
+        resume_step = self.metrics_step(state["chunk"], state["step"]) if state is not None else None
+        self.logged_step = self.checkpoint_step = resume_step or 0
         self.tracker = Tracker(cfg, self.out_dir, group=self.group, resume_step=resume_step)
         summary: Dict[str, Any] = {"status": "failed"}
         self.bar = tqdm(total=task.replicas, disable=not cfg.trainer.progress, mininterval=1.0, dynamic_ncols=True,

@@ -15,7 +15,7 @@ from sgdexp.analysis import Analysis, Measurement, build_analyses
 from sgdexp.checkpoint import LAST, save_checkpoint
 from sgdexp.errors import ConfigError, StorageError
 from sgdexp.rundir import load_checkpoint_checked
-from sgdexp.schedules import constant_lr, lr_factor_fn
+from sgdexp.schedules import constant_lr, lr_factor_fn, unreached_points
 from sgdexp.tasks import TASKS
 from sgdexp.tasks.setup import Setup, build_setup
 from sgdexp.tracking import Tracker
@@ -75,12 +75,9 @@ class Training:
                 raise ConfigError(f"trainer.{key}", cfg.trainer[key],
                                   f"null unless trainer.eval_every > 0 (the {metric} is checked at each evaluation)")
         self.setup: Setup = build_setup(cfg)  # every ConfigError is raised here, before anything is written
-        steps = int(cfg.trainer.steps)
-        late = [f"trainer.warmup_steps={cfg.trainer.warmup_steps}"] if cfg.trainer.warmup_steps > steps else []
-        if cfg.trainer.lr_schedule == "step":
-            late += [f"trainer.lr_milestones has {m}" for m in cfg.trainer.lr_milestones if m > steps]
-        if late:  # a resume may extend the run to them; in this one they do nothing
-            log.warning("%s: past trainer.steps=%d, so not reached in this run", ", ".join(late), steps)
+        late = unreached_points(cfg.trainer)
+        if late:
+            log.warning("%s: past trainer.steps=%d, so not reached in this run", ", ".join(late), cfg.trainer.steps)
         if cfg.trainer.get("stop_at_train_accuracy") is not None and not self.setup.source.classification:
             raise ConfigError("trainer.stop_at_train_accuracy", cfg.trainer.stop_at_train_accuracy,
                               f"null for dataset={cfg.dataset.name} (a regression task has no accuracy)")
