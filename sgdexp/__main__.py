@@ -53,17 +53,17 @@ def hide_schema_groups() -> None:
 
 
 def quiet_refused_jobs() -> None:
-    """A refused job printed its own line as it ran, and the sweep's last line names it again: Hydra's
+    """A refused (or interrupted) job printed its own line as it ran, and the sweep's last line names it again: Hydra's
     "Error executing job with overrides: [...]", which it writes before re-raising a failed job's error,
     would say it a third time. Other failures keep that line (Hydra has no switch for it)."""
     from hydra.core.utils import JobReturn, JobStatus
 
-    from sgdexp.errors import RefusedJob
+    from sgdexp.errors import InterruptedJob, RefusedJob
 
     hydras = JobReturn.return_value
 
     def return_value(self):
-        if self.status == JobStatus.FAILED and isinstance(self._return_value, RefusedJob):
+        if self.status == JobStatus.FAILED and isinstance(self._return_value, (RefusedJob, InterruptedJob)):
             raise self._return_value
         return hydras.fget(self)
 
@@ -116,6 +116,24 @@ def refused_jobs_line(err: BaseException) -> str:
     return f"sgdexp: error: {jobs}: {'; '.join(refused)}"
 
 
+def interrupted_sweep_line(err: BaseException) -> str:
+    """The last line of a sweep that Ctrl-C stopped in its worker processes (`sgdexp.sweep_interrupts`):
+    how far each job got, and the command's addition that continues it."""
+    from pathlib import Path
+
+    from hydra.core.utils import JobStatus
+
+    from sgdexp.errors import InterruptedJob
+
+    results = sweeper_local(err, "results", (list, tuple)) or ()
+    stopped = [str(r._return_value) for r in results if isinstance(getattr(r, "_return_value", None), InterruptedJob)]
+    done = sum(r.status == JobStatus.COMPLETED for r in results)
+    sweep = sweeper_local(err, "sweep_dir", Path)
+    where = f" hydra.sweep.dir={sweep}" if sweep is not None else ""
+    return (f"sgdexp: the sweep was interrupted: {'; '.join(stopped or [str(err)])}"
+            f"{f' ({done} completed)' if done else ''}; the same command with trainer.resume=true{where} continues it")
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> float:
     return run(cfg)
@@ -134,6 +152,9 @@ def cli() -> None:
     register_configs()
     check_every_job_first()
     quiet_refused_jobs()
+    from sgdexp.sweep_interrupts import patch_joblib_launcher
+
+    patch_joblib_launcher()
     # Hydra prints its composition errors over several lines and exits; let them reach us instead,
     # so that an unknown key or a bad value is one line (sgdexp.cli_checks).
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
@@ -145,7 +166,7 @@ def cli() -> None:
     warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
-    from sgdexp.errors import RefusedJob
+    from sgdexp.errors import InterruptedJob, RefusedJob
 
     try:
         main()
@@ -157,6 +178,12 @@ def cli() -> None:
     except RefusedJob as err:  # each refused job said why as it ran; the sweep's exit names them all
         print(refused_jobs_line(err), file=sys.stderr)
         sys.exit(2)
+    except InterruptedJob as err:  # Ctrl-C in a joblib sweep: each job wrote its summary
+        print(interrupted_sweep_line(err), file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:  # a second Ctrl-C in a sweep (its jobs killed), or one outside any run
+        print("sgdexp: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Optional
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from sgdexp.errors import ConfigError, RefusedJob, StorageError
+from sgdexp.errors import ConfigError, InterruptedJob, RefusedJob, StorageError
 
 log = logging.getLogger("sgdexp")
 
@@ -66,7 +66,15 @@ def log_header(cfg: DictConfig, out_dir: Path) -> None:
 def run(cfg: DictConfig) -> float:
     """Run `cfg.task` in this job's output directory; return the final test loss (for sweepers)."""
     from sgdexp.config import validate
+    from sgdexp.sweep_interrupts import WorkerInterrupts, in_worker
 
+    worker = in_worker()
+    if worker:  # a job in a joblib worker process: Ctrl-C ends it as an interrupted job of the sweep
+        WorkerInterrupts.install()
+        if WorkerInterrupts.requested:
+            _remove_if_unused(output_dir())
+            raise InterruptedJob(f"{job_label()}: not started")
+    WorkerInterrupts.job_running = True
     try:
         validate(cfg)  # before importing torch: a wrong value is answered in a fraction of a second
         from sgdexp.tasks import run_task
@@ -84,7 +92,23 @@ def run(cfg: DictConfig) -> float:
         print(f"sgdexp: error: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the run's last line said where it stopped
+        if worker:  # the launcher returns it as the job's result, and the sweep's last line names it
+            raise InterruptedJob(f"{job_label()}: {interrupted_at(output_dir())}") from None
         sys.exit(143 if str(err) == "SIGTERM" else 130)  # the shell's codes for the two signals
+    finally:
+        WorkerInterrupts.job_running = False
+
+
+def interrupted_at(out_dir: Path) -> str:
+    """How far an interrupted job got, from its summary.json."""
+    import json
+
+    try:
+        summary = json.loads((out_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return "interrupted before its first step"
+    checkpoint = summary.get("checkpoint_step")
+    return f"interrupted at step {summary.get('step')}" + (f" (checkpoint at step {checkpoint})" if checkpoint else "")
 
 
 def claimed(cfg: DictConfig, out_dir: Path) -> None:

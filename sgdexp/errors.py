@@ -31,3 +31,10 @@ class RefusedJob(Exception):
     a batch larger than the dataset). An Exception, where a single run exits: Hydra's launchers then mark
     the job failed and run the sweep's other jobs, and the sweeper raises it when the batch has run.
     The message is the job's label and its error."""
+
+
+class InterruptedJob(Exception):
+    """A sweep's job in a worker process that Ctrl-C or SIGTERM stopped (its summary says interrupted),
+    or that did not start because the sweep was interrupted (`sgdexp.sweep_interrupts`). An Exception,
+    for the same reason as RefusedJob; the sweep then ends with one line and exit status 130. The
+    message is the job's label and how far it got."""

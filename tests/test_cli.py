@@ -95,6 +95,10 @@ def test_diverging_run_exits_zero_and_says_so(tmp_cwd):
     summary = json.loads((tmp_cwd / "run" / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["diverged_step"] <= 200
     assert "Traceback" not in proc.stderr
+    # the last line's metrics are not the diverged weights': it says when they were evaluated
+    last = (proc.stdout + proc.stderr).strip().splitlines()[-1]
+    assert f"diverged at step {summary['diverged_step']} (evaluated at step {summary['evaluated_step']}): " \
+           f"train/loss=" in last, last
 
 
 def test_a_key_set_on_the_command_line_never_lands_in_the_run_or_the_terminal(tmp_cwd):

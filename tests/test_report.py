@@ -68,6 +68,7 @@ def test_sweep_report_lists_every_job_with_mean_and_sd(sweep, capsys):
     jobs = html.split("<h2>Jobs</h2>")[1].split("</table>")[0]
     assert jobs.count("<tr") == 1 + 5 and jobs.count('class="bad"') == 3  # header + 5 jobs, 3 shaded
     assert "diverged at step" in jobs and ">failed<" in jobs
+    assert jobs.count(", evaluated at step 0") == 2  # the diverged jobs' metrics are their step-0 evaluation's
     # mean ± sd over the two seeds of lr=0.05, from the jobs' own summaries
     acc = [r.summary["test/accuracy"] for r in runs if r.overrides[0] == "optimizer.lr=0.05"]
     means = html.split("Mean ± sd over seeds")[1].split("</table>")[0]

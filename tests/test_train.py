@@ -77,6 +77,7 @@ def test_checkpoint_holds_no_storage_beyond_its_tensors(tmp_path):
 def test_resume_without_checkpoint_starts_fresh(tmp_path):
     summary = train_run(tmp_path, SHORT + ["trainer.resume=true"])
     assert summary["status"] == "completed" and metrics(tmp_path)[0]["step"] == 0
+    assert summary["evaluated_step"] == summary["step"] == 60
 
 
 def test_divergence_stops_cleanly_and_keeps_measurements(tmp_path):
@@ -86,7 +87,10 @@ def test_divergence_stops_cleanly_and_keeps_measurements(tmp_path):
     rows = metrics(tmp_path)
     assert rows[0]["step"] == 0 and rows[0]["test/loss"] > 0  # the measurement before divergence is kept
     assert rows[-1] == {"step": summary["diverged_step"], "diverged": 1}
-    assert summary["test/loss"] == rows[0]["test/loss"] or summary["test/loss"] is not None
+    # its final metrics are the last evaluation's, and the summary says at which step that was
+    evaluated = [r for r in rows if "test/loss" in r][-1]
+    assert summary["evaluated_step"] == evaluated["step"] < summary["diverged_step"]
+    assert summary["test/loss"] == evaluated["test/loss"]
 
 
 def test_step_and_cosine_schedules(tmp_path):

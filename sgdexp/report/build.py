@@ -35,7 +35,10 @@ def job_rows(runs: Sequence[Run], keys: Sequence[str], base: Path):
     rows, bad = [], []
     swept = swept_keys(runs)
     for run in runs:
+        evaluated = run.summary.get("evaluated_step", run.summary.get("step"))
         note = run.summary.get("error") or (f"diverged at step {run.summary['diverged_step']}"
+                                             + (f", evaluated at step {evaluated}"
+                                                if evaluated != run.summary["diverged_step"] else "")
                                              if "diverged_step" in run.summary else
                                              f"reached {run.stop_rule} at step {run.summary['stopped_at_step']}"
                                              if run.stop_rule else "")

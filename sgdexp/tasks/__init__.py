@@ -31,6 +31,8 @@ def final_line(out_dir: Path, label: Optional[str] = None) -> str:
                                                 "escape/mean_steps", "escape/mean_steps_low")
              if isinstance(summary.get(k), (int, float))]
     status = summary.get("status", "finished") + (f" at step {summary['step']}" if "step" in summary else "")
+    if shown and summary.get("evaluated_step", summary.get("step")) != summary.get("step"):
+        status += f" (evaluated at step {summary['evaluated_step']})"  # a diverged or interrupted run's last evaluation
     head = f"[{label}] " if label else ""
     resume = (f" (trainer.resume=true continues it from its checkpoint at step {summary['checkpoint_step']})"
               if summary.get("status") == "interrupted" and summary.get("checkpoint_step") else "")
@@ -42,8 +44,11 @@ def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (`kill`, `timeout`, a scheduler stopping the job) ends the run as Ctrl-C does: its summary
     says interrupted at the step it reached, and the last checkpoint resumes it. By default SIGTERM
     ends Python where it stands, with no summary. Not under submitit, whose own handlers requeue a
-    preempted or timed-out job, and only in the main thread (where signal handlers live)."""
-    if implicit_resume() or threading.current_thread() is not threading.main_thread():
+    preempted or timed-out job, nor in a sweep's worker process, which has its own
+    (`sgdexp.sweep_interrupts`), and only in the main thread (where signal handlers live)."""
+    from sgdexp.sweep_interrupts import in_worker
+
+    if implicit_resume() or in_worker() or threading.current_thread() is not threading.main_thread():
         yield
         return
 

@@ -95,6 +95,7 @@ class Training:
             log.info("No checkpoint in %s: starting from step 0", self.out_dir)
         self.tracker = Tracker(cfg, self.out_dir, group=group, resume_step=self.start if state is not None else None)
         self.last_eval: Dict[str, float] = {}
+        self.evaluated_step: Optional[int] = None  # the step of last_eval (a diverged or interrupted run's is earlier)
         self.logged_step = self.checkpoint_step = self.start  # the last step logged, and saved
         self.t0 = time.perf_counter()
 
@@ -138,13 +139,13 @@ class Training:
             a.end_at(step)
 
     # ------------------------------------------------------------------ measurements
-    def evaluate(self) -> Dict[str, float]:
+    def evaluate(self, step: int) -> Dict[str, float]:
         source = self.setup.source
         row = {**source.evaluate("train"), **source.evaluate("test")}
         row["gap/loss"] = row["test/loss"] - row["train/loss"]
         if "test/accuracy" in row:
             row["gap/accuracy"] = row["train/accuracy"] - row["test/accuracy"]
-        self.last_eval = row
+        self.last_eval, self.evaluated_step = row, step
         return row
 
     def analyse(self, step: int, due: List[Analysis]) -> Dict[str, float]:
@@ -187,7 +188,7 @@ class Training:
                 for a in self.analyses:
                     if a.records_weights and a.recording(0):
                         _timed(a, a.record, 0)
-                row = {"step": 0, **self.evaluate(), **self.analyse(0, [a for a in self.analyses if a.due(0)])}
+                row = {"step": 0, **self.evaluate(0), **self.analyse(0, [a for a in self.analyses if a.due(0)])}
                 self.tracker.log(row)
             status, step = self.loop()
             summary.update(status=status, step=step, **self.setup.noise.metrics())  # the mode's last statistics
@@ -209,6 +210,8 @@ class Training:
             raise
         finally:
             summary.update(self.last_eval)
+            if self.evaluated_step is not None:
+                summary["evaluated_step"] = self.evaluated_step
             for a in self.analyses:
                 summary.update(a.last)
             summary["wall_time_s"] = self.wall_time()
@@ -227,7 +230,9 @@ class Training:
                                        f"metrics.jsonl and the checkpoint are intact)") from err
             if interrupted is not None:
                 raise interrupted
-        log.info("%s at step %d: %s", summary["status"], summary["step"],
+        earlier = (f" (evaluated at step {self.evaluated_step})"
+                   if self.evaluated_step is not None and self.evaluated_step != summary["step"] else "")
+        log.info("%s at step %d%s: %s", summary["status"], summary["step"], earlier,
                  ", ".join(f"{k}={v:.4g}" for k, v in self.last_eval.items()))
         return float(self.last_eval.get("test/loss", math.inf)) if summary["status"] == "completed" else math.inf
 
@@ -246,7 +251,7 @@ class Training:
         if self.stopped or self.start >= steps:
             # a resumed run that had ended (at its last step or its train-loss target): no step to
             # take; its final metrics are evaluated again (the same weights) for the summary it rewrites
-            self.evaluate()
+            self.evaluate(self.start)
             return "completed", self.start
         bar = tqdm(total=steps, initial=self.start, disable=not trainer.progress, mininterval=1.0,
                    dynamic_ncols=True, desc=f"{self.cfg.model.name}/{self.cfg.noise.name}")
@@ -287,7 +292,7 @@ class Training:
                 row: Dict[str, Any] = {"step": step, "train/batch_loss": sum(losses) / len(losses),
                                        "lr": base_lr * factor, **noise.metrics()}
                 if eval_due:
-                    row.update(self.evaluate())
+                    row.update(self.evaluate(step))
                     reached = stop_rule_reached(trainer, row) if step < steps else None
                     if reached is not None:
                         # the run ends here: the analyses take their end-of-run measurements now

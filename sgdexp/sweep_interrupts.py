@@ -1,0 +1,123 @@
+"""Ctrl-C in a sweep whose jobs run in worker processes (`hydra/launcher=joblib`): each running job stops
+as a single run does (`summary.json` says `interrupted` at the step it reached, its checkpoint resumes
+it), the jobs not started stay unstarted, and the sweep ends with one line and exit status 130.
+
+Without this, joblib answers the parent's KeyboardInterrupt by killing its workers (SIGKILL) at once:
+the jobs, which the terminal's Ctrl-C reached too, were killed while writing their summaries, and the
+terminal got joblib's traceback. So, while the launcher runs:
+- the parent takes a first Ctrl-C as "stop the sweep": it passes it on to its worker processes (a
+  `kill -INT` of the parent alone reaches them so) and waits for their jobs to return; a second Ctrl-C
+  stops it at once, as before;
+- a worker's job takes the first SIGINT or SIGTERM as an interrupt and ignores any after it (the
+  terminal's Ctrl-C and the parent's arrive together), and a job given to the worker after it does not
+  start (`sgdexp.errors.InterruptedJob`: an Exception, so the launcher returns it as the job's result).
+The basic launcher runs jobs in the process itself, where Ctrl-C needs none of this."""
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import List
+
+LAUNCHER_PID = "SGDEXP_SWEEP_LAUNCHER_PID"  # set by the launching process for its workers
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def in_worker() -> bool:
+    """Whether this process runs a job for a launching process other than itself."""
+    launcher = os.environ.get(LAUNCHER_PID)
+    return launcher is not None and launcher != str(os.getpid())
+
+
+class WorkerInterrupts:
+    """The worker process' handler of SIGINT and SIGTERM, installed at its first job and kept: the first
+    signal interrupts the job running (KeyboardInterrupt, which the task turns into an interrupted
+    summary), later ones only confirm it, and no job starts after it. `job_running` is kept by every
+    process that runs jobs (the parent's handler asks it too)."""
+
+    requested = False
+    job_running = False
+
+    @classmethod
+    def install(cls) -> None:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != cls.handle:
+            for signum in SIGNALS:
+                signal.signal(signum, cls.handle)
+
+    @classmethod
+    def handle(cls, signum, frame) -> None:
+        first = not cls.requested
+        cls.requested = True
+        if first and cls.job_running:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def child_processes() -> List[int]:
+    """This process' children (Linux /proc; elsewhere none are found, and the terminal's Ctrl-C, which
+    reaches the whole process group, is what stops the workers)."""
+    me, children = str(os.getpid()), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # after "pid (comm)": state, ppid, ...
+            children.append(int(stat.parent.name))
+    return children
+
+
+def stop_workers_on_interrupt(launch):
+    """`launch` (a launcher's method) with the parent's handling of Ctrl-C described above."""
+
+    @functools.wraps(launch)
+    def launched(self, *args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            return launch(self, *args, **kwargs)
+        asked = []
+
+        def on_interrupt(signum, frame):
+            if asked or WorkerInterrupts.job_running:  # the second Ctrl-C (joblib kills the workers
+                raise KeyboardInterrupt  # now), or a job in this process (joblib's n_jobs=1): as a run
+            asked.append(signum)
+            print("sgdexp: interrupted: the sweep's running jobs stop at their next step and write their "
+                  "summaries, and no other job starts (Ctrl-C again kills them now)", file=sys.stderr, flush=True)
+            for pid in child_processes():
+                try:
+                    os.kill(pid, signal.SIGINT)
+                except OSError:
+                    pass
+
+        previous = {signum: signal.signal(signum, on_interrupt) for signum in SIGNALS}
+        had = os.environ.get(LAUNCHER_PID)
+        os.environ[LAUNCHER_PID] = str(os.getpid())
+        try:
+            return launch(self, *args, **kwargs)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if had is None:
+                os.environ.pop(LAUNCHER_PID, None)
+            else:
+                os.environ[LAUNCHER_PID] = had
+
+    return launched
+
+
+def patch_joblib_launcher() -> None:
+    """Hydra's joblib launcher, when installed, launches with `stop_workers_on_interrupt`. After Hydra's
+    scan of its plugins, which loads their modules afresh (a class patched before it is not the one
+    Hydra instantiates)."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
+    try:
+        from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+    except ImportError:
+        return
+    if not getattr(JoblibLauncher.launch, "_stops_workers", False):
+        JoblibLauncher.launch = stop_workers_on_interrupt(JoblibLauncher.launch)
+        JoblibLauncher.launch._stops_workers = True
+

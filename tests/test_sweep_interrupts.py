@@ -1,0 +1,50 @@
+"""Ctrl-C in a joblib sweep (sgdexp.sweep_interrupts): the running jobs end as interrupted runs, the
+others do not start, and the sweep's last line says how far each got and how to continue."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FAST
+
+
+def default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a shell's background job inherits SIGINT ignored
+
+
+@pytest.mark.parametrize("target", ["group", "parent"])
+def test_ctrl_c_stops_a_joblib_sweep_with_each_jobs_summary_and_one_line(tmp_path, target):
+    # joblib killed its workers on the parent's KeyboardInterrupt (no summary.json, a 40-line traceback);
+    # `kill -INT` of the parent alone left the jobs running. "group" is the terminal's Ctrl-C.
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2", *FAST, "trainer.steps=1000000",
+            "trainer.checkpoint_every=100", "trainer.log_every=50", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, "-m", "sgdexp", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 180
+    checkpoints = [sweep / job / "checkpoints" / "last.pt" for job in ("0", "1")]
+    while not all(c.exists() for c in checkpoints) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in out + err, err[-3000:]
+    for job in ("0", "1"):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and summary["checkpoint_step"] >= 100
+        assert f"job {job} seed={job} " in err and f"interrupted at step {summary['step']} " \
+               f"(checkpoint at step {summary['checkpoint_step']})" in err
+    assert not (sweep / "2").exists()  # the third job never started, and left no directory
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("sgdexp: the sweep was interrupted: job 0 ") and "job 2 seed=2" in last \
+        and last.endswith(f"not started; the same command with trainer.resume=true hydra.sweep.dir={sweep} continues it")
