@@ -339,3 +339,19 @@ def test_an_escape_runs_chunk_number_is_not_drawn_as_a_measurement(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "summary.json").write_text(json.dumps({"status": "completed"}))
     assert section_keys(find_runs(tmp_path)[1], "escape/") == ["escape/inside"]
+
+
+def test_an_escape_runs_inside_count_is_not_joined_across_replica_chunks(tmp_path):
+    # each chunk counts its own replicas from the start: a line through all rows drew a ramp from one
+    # chunk's last count up to the next chunk's first
+    from sgdexp.report.figures import section_scalars
+
+    rows = [{"step": s, "escape/inside": 8 - (s % 40) // 10, "escape/chunk": s // 40} for s in range(10, 120, 10)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "completed"}))
+    fig = section_scalars(find_runs(tmp_path)[1], "escape/", "Escape")
+    (line,) = fig.axes[0].get_lines()
+    y = np.asarray(line.get_ydata(), float)
+    gaps = np.flatnonzero(np.isnan(y))
+    assert list(np.asarray(line.get_xdata())[gaps]) == [40, 80]  # a gap where chunks 1 and 2 begin
+    assert list(y[~np.isnan(y)]) == [r["escape/inside"] for r in rows]

@@ -153,7 +153,7 @@ def _plot_keys(runs: Sequence[Run], keys: Sequence[str], title: str) -> Optional
     for ax, key in zip(axes, keys):
         seen: set = set()
         for run, group, colour in _lines(runs):
-            steps, values = run.series(key)
+            steps, values = _broken_at_chunks(run, *run.series(key))
             if steps:
                 ax.plot(steps, values, color=colour, label=_first(seen, group), lw=1.2,
                         marker="o" if len(steps) < 12 else None, ms=3)
@@ -171,6 +171,24 @@ def training_curves(runs: Sequence[Run]) -> Optional[Figure]:
 
 # logged for the record, not a measurement: which replica chunk a row of an escape run is from
 BOOKKEEPING = {"escape/chunk"}
+
+
+def _broken_at_chunks(run: Run, steps: List[int], values: List[float]) -> Tuple[List[int], List[float]]:
+    """`(steps, values)` with a gap (NaN) where an escape run's replica chunk changes: each chunk counts
+    its own replicas from the start (escape/inside), and a line across chunks drew a ramp between them."""
+    chunk_at = {r["step"]: r["escape/chunk"] for r in run.metrics if "escape/chunk" in r}
+    if len(set(chunk_at.values())) < 2:
+        return steps, values
+    out_steps, out_values, last = [], [], None
+    for step, value in zip(steps, values):
+        chunk = chunk_at.get(step, last)
+        if last is not None and chunk != last:
+            out_steps.append(step)
+            out_values.append(math.nan)
+        out_steps.append(step)
+        out_values.append(value)
+        last = chunk
+    return out_steps, out_values
 
 
 def section_keys(runs: Sequence[Run], prefix: str) -> List[str]:
