@@ -58,7 +58,9 @@ def log_header(cfg: DictConfig, out_dir: Path) -> None:
     overrides = " ".join(HydraConfig.get().overrides.task) or "(none)"
     log.info("output directory: %s", out_dir.resolve())
     log.info("overrides: %s", overrides)
-    log.info("device: %s (device=%s), seed: %d", resolve_device(cfg.device), cfg.device, cfg.seed)
+    # the thread count is part of what ran: float sums follow it (a joblib worker runs on fewer, README)
+    log.info("device: %s (device=%s), torch threads: %d, seed: %d", resolve_device(cfg.device), cfg.device,
+             torch.get_num_threads(), cfg.seed)
     log.info("versions: sgdexp %s, python %s, torch %s, hydra %s", sgdexp_version, platform.python_version(),
              torch.__version__, hydra.__version__)
 

@@ -85,8 +85,9 @@ def test_sweep_console_lines_are_labelled_and_logs_have_a_header(sweep):
         assert f"outputs in {(path / job).resolve()}" in line and ("completed" in line or "diverged" in line)
     header = (path / "0" / "sgdexp.log").read_text().splitlines()[:4]
     for line, start in zip(header, (f"output directory: {(path / '0').resolve()}", "overrides: optimizer.lr=",
-                                    "device: cpu", "versions: sgdexp ")):
+                                    "device: cpu (device=cpu), torch threads: ", "versions: sgdexp ")):
         assert start in line, header
+    assert re.search(r"torch threads: [1-9]\d*, seed: 0$", header[2]), header  # the threads that summed its floats
 
 
 def test_sections_from_other_analyses_appear_where_their_files_are(tmp_path):
