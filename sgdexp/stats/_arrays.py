@@ -34,6 +34,8 @@ def as_series(x, dim: int = 0, pooled: bool = False) -> tuple[np.ndarray, tuple[
     a = to_numpy(x)
     if a.ndim == 0:
         raise ValueError("need at least one axis of samples")
+    if a.size == 0 and (pooled or a.shape[dim] == 0):
+        raise ValueError(f"need at least one sample: x of shape {a.shape} has none along dim={dim}")
     if pooled:
         return a.reshape(1, -1), ()
     a = np.moveaxis(a, dim, -1)

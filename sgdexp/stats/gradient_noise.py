@@ -51,8 +51,8 @@ def _rows(x) -> torch.Tensor:
         x = np.asarray(x)
         x = _np_to_torch(x if x.dtype.kind == "f" else x.astype(np.float64))
     x = x.detach()
-    if x.ndim == 0:
-        raise ValueError("need an (N, ...) array of gradients")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"need an (N, ...) array of N >= 1 gradients, got shape {tuple(x.shape)}")
     return x.reshape(x.shape[0], -1)
 
 

@@ -30,10 +30,21 @@ from scipy.signal import fftconvolve
 BLOCK_LAGS = 4096  # lags of the filter's autocorrelation held at once (`_filter_autocorrelation`)
 
 
+def _check_optimizer(lr, momentum) -> tuple:
+    """(η, β) as floats, or a ValueError naming the one outside SGD's range (η ≥ 0, 0 ≤ β < 1; η = 0,
+    a schedule's rate at its ends, leaves no stationary state and no relaxation)."""
+    eta, beta = float(lr), float(momentum)
+    if not (np.isfinite(eta) and eta >= 0):
+        raise ValueError(f"lr={lr!r} must be a finite number >= 0")
+    if not 0 <= beta < 1:
+        raise ValueError(f"momentum={momentum!r} must be in [0, 1)")
+    return eta, beta
+
+
 def _sgd_system(lam: np.ndarray, lr: float, momentum: float, nesterov: bool):
     """(A, b, ok) per direction: the state matrices above for curvatures `lam` (1-d), and whether a
     stationary state exists (λ > 0 and A's spectral radius below 1)."""
-    eta, beta = float(lr), float(momentum)
+    eta, beta = _check_optimizer(lr, momentum)
     n = lam.size
     a = np.zeros((n, 2, 2))
     b = np.zeros((n, 2))
@@ -171,6 +182,8 @@ def epoch_noise_autocorrelation(n: int, batch_size: int) -> np.ndarray:
     each batch's variance (n − B)/(n − 1) · C/B: ρ = −B/(n − B) for a pair in the same epoch, which
     steps k apart are with probability (M − k)/M. For n = MB: −(M − k)/(M (M − 1)), and the M
     batches of an epoch sum to zero (Σ_k over all lags of γ is 0)."""
+    if not (int(n) == n >= 1 and int(batch_size) == batch_size and 1 <= batch_size <= n):
+        raise ValueError(f"need integers 1 <= batch_size <= n, got n={n!r}, batch_size={batch_size!r}")
     m = n // batch_size
     if m <= 1 or n <= batch_size:
         return np.ones(1)
@@ -183,6 +196,7 @@ def epoch_noise_autocorrelation(n: int, batch_size: int) -> np.ndarray:
 def relaxation_steps(curvature, lr: float, momentum: float = 0.0) -> np.ndarray:
     """Steps for the mean to relax by 1/e along curvature λ: 1/(η_eff λ) with η_eff = η/(1 − β)
     (the slow mode of momentum SGD for η_eff λ ≪ 1; plain SGD: 1/(ηλ))."""
+    lr, momentum = _check_optimizer(lr, momentum)
     lam = np.asarray(curvature, dtype=float)
     with np.errstate(divide="ignore"):
         return np.where(lam > 0, (1 - momentum) / (lr * lam), np.inf)
