@@ -179,11 +179,13 @@ def cli() -> None:
         print(refused_jobs_line(err), file=sys.stderr)
         sys.exit(2)
     except InterruptedJob as err:  # Ctrl-C in a joblib sweep: each job wrote its summary
+        from sgdexp.sweep_interrupts import WorkerInterrupts
+
         print(interrupted_sweep_line(err), file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:  # a second Ctrl-C in a sweep (its jobs killed), or one outside any run
+        sys.exit(143 if WorkerInterrupts.sweep_stopped_by == "SIGTERM" else 130)  # the shell's codes
+    except KeyboardInterrupt as err:  # a second Ctrl-C in a sweep (its jobs killed), or one outside any run
         print("sgdexp: interrupted", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(143 if str(err) == "SIGTERM" else 130)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class WorkerInterrupts:
 
     requested = False
     job_running = False
+    sweep_stopped_by = ""  # in the launching process: the signal that stopped the sweep (its exit status)
 
     @classmethod
     def install(cls) -> None:
@@ -79,9 +80,11 @@ def stop_workers_on_interrupt(launch):
         asked = []
 
         def on_interrupt(signum, frame):
+            name = signal.Signals(signum).name
             if asked or WorkerInterrupts.job_running:  # the second Ctrl-C (joblib kills the workers
-                raise KeyboardInterrupt  # now), or a job in this process (joblib's n_jobs=1): as a run
+                raise KeyboardInterrupt(name)  # now), or a job in this process (joblib's n_jobs=1): as a run
             asked.append(signum)
+            WorkerInterrupts.sweep_stopped_by = name
             print("sgdexp: interrupted: the sweep's running jobs stop at their next step and write their "
                   "summaries, and no other job starts (Ctrl-C again kills them now)", file=sys.stderr, flush=True)
             for pid in child_processes():

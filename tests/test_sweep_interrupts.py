@@ -18,10 +18,12 @@ def default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # a shell's background job inherits SIGINT ignored
 
 
-@pytest.mark.parametrize("target", ["group", "parent"])
-def test_ctrl_c_stops_a_joblib_sweep_with_each_jobs_summary_and_one_line(tmp_path, target):
+@pytest.mark.parametrize("target,sig,code", [("group", signal.SIGINT, 130), ("parent", signal.SIGINT, 130),
+                                              ("parent", signal.SIGTERM, 143)])
+def test_ctrl_c_stops_a_joblib_sweep_with_each_jobs_summary_and_one_line(tmp_path, target, sig, code):
     # joblib killed its workers on the parent's KeyboardInterrupt (no summary.json, a 40-line traceback);
-    # `kill -INT` of the parent alone left the jobs running. "group" is the terminal's Ctrl-C.
+    # `kill -INT` of the parent alone left the jobs running, and SIGTERM left them orphaned. "group" is the
+    # terminal's Ctrl-C.
     sweep = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2", *FAST, "trainer.steps=1000000",
             "trainer.checkpoint_every=100", "trainer.log_every=50", f"hydra.sweep.dir={sweep}"]
@@ -34,11 +36,11 @@ def test_ctrl_c_stops_a_joblib_sweep_with_each_jobs_summary_and_one_line(tmp_pat
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()[1][-2000:]
     if target == "group":
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, sig)
     else:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in out + err, err[-3000:]
+    assert proc.returncode == code and "Traceback" not in out + err, err[-3000:]
     for job in ("0", "1"):
         summary = json.loads((sweep / job / "summary.json").read_text())
         assert summary["status"] == "interrupted" and summary["checkpoint_step"] >= 100
