@@ -1,6 +1,7 @@
 """Ctrl-C in a sweep whose jobs run in worker processes (`hydra/launcher=joblib`): each running job stops
 as a single run does (`summary.json` says `interrupted` at the step it reached, its checkpoint resumes
-it), the jobs not started stay unstarted, and the sweep ends with one line and exit status 130.
+it), the jobs not started stay unstarted, and the sweep ends with one line and exit status 130 (143
+for SIGTERM).
 
 Without this, joblib answers the parent's KeyboardInterrupt by killing its workers (SIGKILL) at once:
 the jobs, which the terminal's Ctrl-C reached too, were killed while writing their summaries, and the
@@ -77,13 +78,12 @@ def stop_workers_on_interrupt(launch):
     def launched(self, *args, **kwargs):
         if threading.current_thread() is not threading.main_thread():
             return launch(self, *args, **kwargs)
-        asked = []
+        WorkerInterrupts.sweep_stopped_by = ""
 
         def on_interrupt(signum, frame):
             name = signal.Signals(signum).name
-            if asked or WorkerInterrupts.job_running:  # the second Ctrl-C (joblib kills the workers
-                raise KeyboardInterrupt(name)  # now), or a job in this process (joblib's n_jobs=1): as a run
-            asked.append(signum)
+            if WorkerInterrupts.sweep_stopped_by or WorkerInterrupts.job_running:  # the second Ctrl-C (joblib
+                raise KeyboardInterrupt(name)  # kills the workers now), or a job in this process (n_jobs=1)
             WorkerInterrupts.sweep_stopped_by = name
             print("sgdexp: interrupted: the sweep's running jobs stop at their next step and write their "
                   "summaries, and no other job starts (Ctrl-C again kills them now)", file=sys.stderr, flush=True)
