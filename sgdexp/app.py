@@ -68,12 +68,12 @@ def log_header(cfg: DictConfig, out_dir: Path) -> None:
 def run(cfg: DictConfig) -> float:
     """Run `cfg.task` in this job's output directory; return the final test loss (for sweepers)."""
     from sgdexp.config import validate
-    from sgdexp.sweep_interrupts import WorkerInterrupts, in_worker
+    from sgdexp.sweep_interrupts import WorkerInterrupts, in_worker, sweep_stopped
 
     worker = in_worker()
     if worker:  # a job in a joblib worker process: Ctrl-C ends it as an interrupted job of the sweep
         WorkerInterrupts.install()
-        if WorkerInterrupts.requested:
+        if sweep_stopped():  # asked after the handler is in place: no signal falls between the two
             _remove_if_unused(output_dir())
             raise InterruptedJob(f"{job_label()}: not started")
     WorkerInterrupts.job_running = True
@@ -95,6 +95,9 @@ def run(cfg: DictConfig) -> float:
         sys.exit(1)
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the run's last line said where it stopped
         if worker:  # the launcher returns it as the job's result, and the sweep's last line names it
+            if not (output_dir() / "summary.json").exists():  # before its first step: as never started
+                _remove_if_unused(output_dir())
+                raise InterruptedJob(f"{job_label()}: not started") from None
             raise InterruptedJob(f"{job_label()}: {interrupted_at(output_dir())}") from None
         sys.exit(143 if str(err) == "SIGTERM" else 130)  # the shell's codes for the two signals
     finally:
@@ -108,7 +111,7 @@ def interrupted_at(out_dir: Path) -> str:
     try:
         summary = json.loads((out_dir / "summary.json").read_text())
     except (OSError, ValueError):
-        return "interrupted before its first step"
+        return "interrupted, its summary.json unreadable"
     checkpoint = summary.get("checkpoint_step")
     return f"interrupted at step {summary.get('step')}" + (f" (checkpoint at step {checkpoint})" if checkpoint else "")
 

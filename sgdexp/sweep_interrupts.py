@@ -11,7 +11,11 @@ terminal got joblib's traceback. So, while the launcher runs:
   stops it at once, as before;
 - a worker's job takes the first SIGINT or SIGTERM as an interrupt and ignores any after it (the
   terminal's Ctrl-C and the parent's arrive together), and a job given to the worker after it does not
-  start (`sgdexp.errors.InterruptedJob`: an Exception, so the launcher returns it as the job's result).
+  start (`sgdexp.errors.InterruptedJob`: an Exception, so the launcher returns it as the job's result);
+- a worker still starting up (importing torch, unpickling its job) when the signal came has no handler
+  yet and may lose it: the parent also leaves a stop file (`stop_file`), which every job looks for once
+  its handler is in place, and a worker that died of the signal ends the sweep as interrupted, not with
+  joblib's error.
 The basic launcher runs jobs in the process itself, where Ctrl-C needs none of this."""
 from __future__ import annotations
 
@@ -19,18 +23,34 @@ import functools
 import os
 import signal
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import List
 
+from sgdexp.errors import InterruptedJob
+
 LAUNCHER_PID = "SGDEXP_SWEEP_LAUNCHER_PID"  # set by the launching process for its workers
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+IMPORTED_AT = time.time()  # a stop file older than this is another process' (a killed sweep's, same pid)
 
 
 def in_worker() -> bool:
     """Whether this process runs a job for a launching process other than itself."""
     launcher = os.environ.get(LAUNCHER_PID)
     return launcher is not None and launcher != str(os.getpid())
+
+
+def stop_file(launcher_pid) -> Path:
+    """The file whose presence tells the workers of the launching process `launcher_pid` that the sweep
+    was interrupted (a worker cannot see the parent's memory, and may have missed the signal)."""
+    return Path(tempfile.gettempdir()) / f"sgdexp-sweep-{launcher_pid}.stop"
+
+
+def sweep_stopped() -> bool:
+    """In a worker: whether its sweep was interrupted (the signal, or the launcher's stop file)."""
+    return WorkerInterrupts.requested or stop_file(os.environ[LAUNCHER_PID]).exists()
 
 
 class WorkerInterrupts:
@@ -41,7 +61,10 @@ class WorkerInterrupts:
 
     requested = False
     job_running = False
-    sweep_stopped_by = ""  # in the launching process: the signal that stopped the sweep (its exit status)
+    # in the launching process: the signal that stopped the sweep (its exit status), and whether a second
+    # one asked for the workers to be killed
+    sweep_stopped_by = ""
+    killed = False
 
     @classmethod
     def install(cls) -> None:
@@ -78,15 +101,20 @@ def stop_workers_on_interrupt(launch):
     def launched(self, *args, **kwargs):
         if threading.current_thread() is not threading.main_thread():
             return launch(self, *args, **kwargs)
-        WorkerInterrupts.sweep_stopped_by = ""
+        WorkerInterrupts.sweep_stopped_by, WorkerInterrupts.killed = "", False
+        stop = stop_file(os.getpid())
+        if stop.exists() and stop.stat().st_mtime < IMPORTED_AT:
+            stop.unlink(missing_ok=True)
 
         def on_interrupt(signum, frame):
             name = signal.Signals(signum).name
             if WorkerInterrupts.sweep_stopped_by or WorkerInterrupts.job_running:  # the second Ctrl-C (joblib
-                raise KeyboardInterrupt(name)  # kills the workers now), or a job in this process (n_jobs=1)
+                WorkerInterrupts.killed = bool(WorkerInterrupts.sweep_stopped_by)  # kills the workers now),
+                raise KeyboardInterrupt(name)  # or a job in this process (n_jobs=1): as a single run
             WorkerInterrupts.sweep_stopped_by = name
             print("sgdexp: interrupted: the sweep's running jobs stop at their next step and write their "
                   "summaries, and no other job starts (Ctrl-C again kills them now)", file=sys.stderr, flush=True)
+            stop.touch()  # before the signal goes on: a job that starts after it finds the file
             for pid in child_processes():
                 try:
                     os.kill(pid, signal.SIGINT)
@@ -98,7 +126,15 @@ def stop_workers_on_interrupt(launch):
         os.environ[LAUNCHER_PID] = str(os.getpid())
         try:
             return launch(self, *args, **kwargs)
+        except BaseException as err:
+            if not WorkerInterrupts.sweep_stopped_by or WorkerInterrupts.killed:
+                raise
+            # a worker that the signal reached before its handler died of it (loky then reports the pool
+            # broken, or the KeyboardInterrupt it raised): the sweep was interrupted all the same
+            raise InterruptedJob(f"a worker process stopped before its job could record it ({type(err).__name__}); "
+                                 f"each job that had started wrote its summary") from None
         finally:
+            stop.unlink(missing_ok=True)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             if had is None:

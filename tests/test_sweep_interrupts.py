@@ -50,3 +50,37 @@ def test_ctrl_c_stops_a_joblib_sweep_with_each_jobs_summary_and_one_line(tmp_pat
     last = err.strip().splitlines()[-1]
     assert last.startswith("sgdexp: the sweep was interrupted: job 0 ") and "job 2 seed=2" in last \
         and last.endswith(f"not started; the same command with trainer.resume=true hydra.sweep.dir={sweep} continues it")
+
+
+def test_a_job_that_starts_after_the_sweep_was_stopped_does_not_start(tmp_path):
+    # A worker still importing when Ctrl-C came has no handler yet and may lose the signal; the launcher's
+    # stop file tells its jobs all the same. Here the file is there before any job starts (made once the
+    # sweep has composed its jobs, a second or more before a worker has imported torch).
+    from sgdexp.sweep_interrupts import stop_file
+
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "sgdexp", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                             "seed=0,1,2", *FAST, "trainer.steps=1000000", f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 120
+    while not (sweep / "multirun.yaml").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    stop_file(proc.pid).touch()
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert sorted(p.name for p in sweep.iterdir()) == ["multirun.yaml"]  # no job left a directory
+    assert err.strip().splitlines()[-1].count(": not started") == 3
+    assert not stop_file(proc.pid).exists()  # the launcher removes it at the end
+
+
+def test_a_stale_stop_file_of_a_killed_sweep_does_not_stop_a_new_one():
+    # a sweep killed (SIGKILL) after its first Ctrl-C leaves its stop file; a later sweep given the same pid
+    # must not read it as its own
+    from sgdexp.sweep_interrupts import IMPORTED_AT, stop_file, stop_workers_on_interrupt
+
+    stop = stop_file(os.getpid())
+    stop.touch()
+    os.utime(stop, (IMPORTED_AT - 60, IMPORTED_AT - 60))
+    seen = stop_workers_on_interrupt(lambda self: stop.exists())(None)
+    assert seen is False and not stop.exists()
