@@ -53,9 +53,10 @@ def hide_schema_groups() -> None:
 
 
 def quiet_refused_jobs() -> None:
-    """A refused (or interrupted) job printed its own line as it ran, and the sweep's last line names it again: Hydra's
-    "Error executing job with overrides: [...]", which it writes before re-raising a failed job's error,
-    would say it a third time. Other failures keep that line (Hydra has no switch for it)."""
+    """A refused or interrupted job printed its own line as it ran, and the sweep's last line names it
+    again: Hydra's "Error executing job with overrides: [...]", which it writes before re-raising a
+    failed job's error, would say it a third time. Other failures keep that line (Hydra has no switch
+    for it)."""
     from hydra.core.utils import JobReturn, JobStatus
 
     from sgdexp.errors import InterruptedJob, RefusedJob
@@ -98,13 +99,19 @@ def remove_unlaunched_sweep(err: BaseException) -> None:
         parent.rmdir()
 
 
+def sweep_results(err: BaseException, kind):
+    """(the launcher's results of the sweep that `err` ended, the messages of its jobs that ended in a
+    `kind` exception)."""
+    results = sweeper_local(err, "results", (list, tuple)) or ()
+    return results, [str(r._return_value) for r in results if isinstance(getattr(r, "_return_value", None), kind)]
+
+
 def refused_jobs_line(err: BaseException) -> str:
     """The sweep's last line when its jobs refused their configs: every refused job with its reason
     (Hydra's sweeper raises the first failed job's exception and looks no further)."""
     from sgdexp.errors import RefusedJob
 
-    results = sweeper_local(err, "results", (list, tuple)) or ()
-    refused = [str(r._return_value) for r in results if isinstance(getattr(r, "_return_value", None), RefusedJob)]
+    results, refused = sweep_results(err, RefusedJob)
     if not refused:  # not raised through a sweeper we know: the one error we have
         refused = [str(err)]
     if len(refused) == len(results):
@@ -117,7 +124,7 @@ def refused_jobs_line(err: BaseException) -> str:
 
 
 def interrupted_sweep_line(err: BaseException) -> str:
-    """The last line of a sweep that Ctrl-C stopped in its worker processes (`sgdexp.sweep_interrupts`):
+    """The last line of a sweep that Ctrl-C stopped in its worker processes (`sgdexp.interrupts`):
     how far each job got, and the command's addition that continues it."""
     from pathlib import Path
 
@@ -125,8 +132,7 @@ def interrupted_sweep_line(err: BaseException) -> str:
 
     from sgdexp.errors import InterruptedJob
 
-    results = sweeper_local(err, "results", (list, tuple)) or ()
-    stopped = [str(r._return_value) for r in results if isinstance(getattr(r, "_return_value", None), InterruptedJob)]
+    results, stopped = sweep_results(err, InterruptedJob)
     done = sum(r.status == JobStatus.COMPLETED for r in results)
     sweep = sweeper_local(err, "sweep_dir", Path)
     where = f" hydra.sweep.dir={sweep}" if sweep is not None else ""
@@ -152,7 +158,7 @@ def cli() -> None:
     register_configs()
     check_every_job_first()
     quiet_refused_jobs()
-    from sgdexp.sweep_interrupts import patch_joblib_launcher
+    from sgdexp.interrupts import patch_joblib_launcher
 
     patch_joblib_launcher()
     # Hydra prints its composition errors over several lines and exits; let them reach us instead,
@@ -179,13 +185,15 @@ def cli() -> None:
         print(refused_jobs_line(err), file=sys.stderr)
         sys.exit(2)
     except InterruptedJob as err:  # Ctrl-C in a joblib sweep: each job wrote its summary
-        from sgdexp.sweep_interrupts import WorkerInterrupts
+        from sgdexp.interrupts import SweepInterrupts, exit_status
 
         print(interrupted_sweep_line(err), file=sys.stderr)
-        sys.exit(143 if WorkerInterrupts.sweep_stopped_by == "SIGTERM" else 130)  # the shell's codes
+        sys.exit(exit_status(SweepInterrupts.sweep_stopped_by))
     except KeyboardInterrupt as err:  # a second Ctrl-C in a sweep (its jobs killed), or one outside any run
+        from sgdexp.interrupts import exit_status
+
         print("sgdexp: interrupted", file=sys.stderr)
-        sys.exit(143 if str(err) == "SIGTERM" else 130)
+        sys.exit(exit_status(str(err)))
 
 
 if __name__ == "__main__":

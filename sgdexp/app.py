@@ -68,15 +68,15 @@ def log_header(cfg: DictConfig, out_dir: Path) -> None:
 def run(cfg: DictConfig) -> float:
     """Run `cfg.task` in this job's output directory; return the final test loss (for sweepers)."""
     from sgdexp.config import validate
-    from sgdexp.sweep_interrupts import WorkerInterrupts, in_worker, sweep_stopped
+    from sgdexp.interrupts import SweepInterrupts, exit_status, in_worker, sweep_stopped
 
     worker = in_worker()
+    summary_before = _summary_stamp(output_dir()) if worker else None
     if worker:  # a job in a joblib worker process: Ctrl-C ends it as an interrupted job of the sweep
-        WorkerInterrupts.install()
+        SweepInterrupts.install()
         if sweep_stopped():  # asked after the handler is in place: no signal falls between the two
-            _remove_if_unused(output_dir())
-            raise InterruptedJob(f"{job_label()}: not started")
-    WorkerInterrupts.job_running = True
+            raise _stopped_job(summary_before)
+    SweepInterrupts.job_running = True
     try:
         validate(cfg)  # before importing torch: a wrong value is answered in a fraction of a second
         from sgdexp.tasks import run_task
@@ -95,25 +95,34 @@ def run(cfg: DictConfig) -> float:
         sys.exit(1)
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the run's last line said where it stopped
         if worker:  # the launcher returns it as the job's result, and the sweep's last line names it
-            if not (output_dir() / "summary.json").exists():  # before its first step: as never started
-                _remove_if_unused(output_dir())
-                raise InterruptedJob(f"{job_label()}: not started") from None
-            raise InterruptedJob(f"{job_label()}: {interrupted_at(output_dir())}") from None
-        sys.exit(143 if str(err) == "SIGTERM" else 130)  # the shell's codes for the two signals
+            raise _stopped_job(summary_before) from None
+        sys.exit(exit_status(str(err)))
     finally:
-        WorkerInterrupts.job_running = False
+        SweepInterrupts.job_running = False
 
 
-def interrupted_at(out_dir: Path) -> str:
-    """How far an interrupted job got, from its summary.json."""
-    import json
-
+def _summary_stamp(out_dir: Path) -> Optional[int]:
+    """When the run directory's summary.json was last written (None: it has none): a resumed job's
+    directory holds the last run's, which says nothing of this one."""
     try:
-        summary = json.loads((out_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return "interrupted, its summary.json unreadable"
+        return (out_dir / "summary.json").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _stopped_job(summary_before: Optional[int]) -> InterruptedJob:
+    """A sweep's job that Ctrl-C stopped in a worker: how far it got, from the summary.json it wrote;
+    without one it had not started (its directory goes where Hydra's files are all it holds)."""
+    out_dir = output_dir()
+    if _summary_stamp(out_dir) == summary_before:
+        _remove_if_unused(out_dir)
+        return InterruptedJob(f"{job_label()}: not started")
+    from sgdexp.tasks import read_summary
+
+    summary = read_summary(out_dir)
     checkpoint = summary.get("checkpoint_step")
-    return f"interrupted at step {summary.get('step')}" + (f" (checkpoint at step {checkpoint})" if checkpoint else "")
+    return InterruptedJob(f"{job_label()}: interrupted at step {summary.get('step')}"
+                          + (f" (checkpoint at step {checkpoint})" if checkpoint else ""))
 
 
 def claimed(cfg: DictConfig, out_dir: Path) -> None:

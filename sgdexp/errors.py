@@ -35,7 +35,6 @@ class RefusedJob(Exception):
 
 class InterruptedJob(Exception):
     """A sweep's job in a worker process that Ctrl-C or SIGTERM stopped (its summary says interrupted),
-    or that did not start because the sweep was interrupted (`sgdexp.sweep_interrupts`). An Exception,
-    for the same reason as RefusedJob; the sweep then ends with one line and exit status 130 (143 for
-    SIGTERM). The
-    message is the job's label and how far it got."""
+    or that did not start because the sweep was interrupted (`sgdexp.interrupts`). An Exception, for
+    the same reason as RefusedJob; the sweep then ends with one line and exit status 130 (143 for
+    SIGTERM). The message is the job's label and how far it got."""

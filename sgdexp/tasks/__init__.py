@@ -5,28 +5,32 @@ import contextlib
 import functools
 import gc
 import json
-import signal
-import threading
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from omegaconf import DictConfig, open_dict
 
 from sgdexp.config import validate
+from sgdexp.interrupts import terminate_as_interrupt
 from sgdexp.registry import Registry
 from sgdexp.rundir import RunDirectory, implicit_resume
 
 TASKS: Registry[Callable[..., float]] = Registry("task.name")
 
 
+def read_summary(out_dir: Path) -> dict:
+    """The run's summary.json; {} where there is none (or it cannot be read)."""
+    try:
+        return json.loads((Path(out_dir) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def final_line(out_dir: Path, label: Optional[str] = None) -> str:
     """`[job 1 optimizer.lr=0.1] completed at step 1000: test/loss=0.12 ... -> outputs in /abs/dir`, from the
     run's summary.json: labelled, so that a sweep's interleaved last lines say which job each is."""
     out_dir = Path(out_dir).resolve()
-    try:
-        summary = json.loads((out_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        summary = {}
+    summary = read_summary(out_dir)
     shown = [f"{k}={summary[k]:.4g}" for k in ("train/loss", "test/loss", "test/accuracy", "escape/fraction",
                                                 "escape/mean_steps", "escape/mean_steps_low")
              if isinstance(summary.get(k), (int, float))]
@@ -37,29 +41,6 @@ def final_line(out_dir: Path, label: Optional[str] = None) -> str:
     resume = (f" (trainer.resume=true continues it from its checkpoint at step {summary['checkpoint_step']})"
               if summary.get("status") == "interrupted" and summary.get("checkpoint_step") else "")
     return f"{head}{status}{': ' + ', '.join(shown) if shown else ''}{resume} -> outputs in {out_dir}"
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (`kill`, `timeout`, a scheduler stopping the job) ends the run as Ctrl-C does: its summary
-    says interrupted at the step it reached, and the last checkpoint resumes it. By default SIGTERM
-    ends Python where it stands, with no summary. Not under submitit, whose own handlers requeue a
-    preempted or timed-out job, nor in a sweep's worker process, which has its own
-    (`sgdexp.sweep_interrupts`), and only in the main thread (where signal handlers live)."""
-    from sgdexp.sweep_interrupts import in_worker
-
-    if implicit_resume() or in_worker() or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

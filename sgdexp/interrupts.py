@@ -1,11 +1,13 @@
-"""Ctrl-C in a sweep whose jobs run in worker processes (`hydra/launcher=joblib`): each running job stops
-as a single run does (`summary.json` says `interrupted` at the step it reached, its checkpoint resumes
-it), the jobs not started stay unstarted, and the sweep ends with one line and exit status 130 (143
-for SIGTERM).
+"""How signals stop runs and sweeps: Ctrl-C and SIGTERM end a run as interrupted (its summary says the
+step it reached, its checkpoint resumes it) and the process exits with the shell's code for the signal.
 
-Without this, joblib answers the parent's KeyboardInterrupt by killing its workers (SIGKILL) at once:
-the jobs, which the terminal's Ctrl-C reached too, were killed while writing their summaries, and the
-terminal got joblib's traceback. So, while the launcher runs:
+A single run, or a job of the basic launcher, runs in the process that gets the signal: Ctrl-C is
+Python's KeyboardInterrupt, and `terminate_as_interrupt` makes SIGTERM one too.
+
+A sweep whose jobs run in worker processes (`hydra/launcher=joblib`) needs more. Without it, joblib
+answers the parent's KeyboardInterrupt by killing its workers (SIGKILL) at once: the jobs, which the
+terminal's Ctrl-C reached too, were killed while writing their summaries, and the terminal got
+joblib's traceback. So, while the launcher runs:
 - the parent takes a first Ctrl-C as "stop the sweep": it passes it on to its worker processes (a
   `kill -INT` of the parent alone reaches them so) and waits for their jobs to return; a second Ctrl-C
   stops it at once, as before;
@@ -16,9 +18,10 @@ terminal got joblib's traceback. So, while the launcher runs:
   yet and may lose it: the parent also leaves a stop file (`stop_file`), which every job looks for once
   its handler is in place, and a worker that died of the signal ends the sweep as interrupted, not with
   joblib's error.
-The basic launcher runs jobs in the process itself, where Ctrl-C needs none of this."""
+The sweep then ends with one line and the signal's exit code."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -27,13 +30,41 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 from sgdexp.errors import InterruptedJob
 
 LAUNCHER_PID = "SGDEXP_SWEEP_LAUNCHER_PID"  # set by the launching process for its workers
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 IMPORTED_AT = time.time()  # a stop file older than this is another process' (a killed sweep's, same pid)
+
+
+def exit_status(signal_name: str) -> int:
+    """The shell's exit code for a process stopped by `signal_name`: 143 for SIGTERM, else 130 (Ctrl-C)."""
+    return 143 if signal_name == "SIGTERM" else 130
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, `timeout`, a scheduler stopping the job) ends the run as Ctrl-C does: its summary
+    says interrupted at the step it reached, and the last checkpoint resumes it. By default SIGTERM
+    ends Python where it stands, with no summary. Not under submitit, whose own handlers requeue a
+    preempted or timed-out job, nor in a sweep's worker process, which has `SweepInterrupts`, and only
+    in the main thread (where signal handlers live)."""
+    from sgdexp.rundir import implicit_resume
+
+    if implicit_resume() or in_worker() or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def in_worker() -> bool:
@@ -50,14 +81,14 @@ def stop_file(launcher_pid) -> Path:
 
 def sweep_stopped() -> bool:
     """In a worker: whether its sweep was interrupted (the signal, or the launcher's stop file)."""
-    return WorkerInterrupts.requested or stop_file(os.environ[LAUNCHER_PID]).exists()
+    return SweepInterrupts.requested or stop_file(os.environ[LAUNCHER_PID]).exists()
 
 
-class WorkerInterrupts:
-    """The worker process' handler of SIGINT and SIGTERM, installed at its first job and kept: the first
-    signal interrupts the job running (KeyboardInterrupt, which the task turns into an interrupted
-    summary), later ones only confirm it, and no job starts after it. `job_running` is kept by every
-    process that runs jobs (the parent's handler asks it too)."""
+class SweepInterrupts:
+    """A sweep's interrupt state in this process. In a worker: the handler of SIGINT and SIGTERM,
+    installed at its first job and kept: the first signal interrupts the job running (KeyboardInterrupt,
+    which the task turns into an interrupted summary), later ones only confirm it, and no job starts
+    after it. `job_running` is kept by every process that runs jobs (the parent's handler asks it too)."""
 
     requested = False
     job_running = False
@@ -101,17 +132,17 @@ def stop_workers_on_interrupt(launch):
     def launched(self, *args, **kwargs):
         if threading.current_thread() is not threading.main_thread():
             return launch(self, *args, **kwargs)
-        WorkerInterrupts.sweep_stopped_by, WorkerInterrupts.killed = "", False
+        SweepInterrupts.sweep_stopped_by, SweepInterrupts.killed = "", False
         stop = stop_file(os.getpid())
         if stop.exists() and stop.stat().st_mtime < IMPORTED_AT:
             stop.unlink(missing_ok=True)
 
         def on_interrupt(signum, frame):
             name = signal.Signals(signum).name
-            if WorkerInterrupts.sweep_stopped_by or WorkerInterrupts.job_running:  # the second Ctrl-C (joblib
-                WorkerInterrupts.killed = bool(WorkerInterrupts.sweep_stopped_by)  # kills the workers now),
+            if SweepInterrupts.sweep_stopped_by or SweepInterrupts.job_running:  # the second Ctrl-C (joblib
+                SweepInterrupts.killed = bool(SweepInterrupts.sweep_stopped_by)  # kills the workers now),
                 raise KeyboardInterrupt(name)  # or a job in this process (n_jobs=1): as a single run
-            WorkerInterrupts.sweep_stopped_by = name
+            SweepInterrupts.sweep_stopped_by = name
             print("sgdexp: interrupted: the sweep's running jobs stop at their next step and write their "
                   "summaries, and no other job starts (Ctrl-C again kills them now)", file=sys.stderr, flush=True)
             stop.touch()  # before the signal goes on: a job that starts after it finds the file
@@ -127,7 +158,7 @@ def stop_workers_on_interrupt(launch):
         try:
             return launch(self, *args, **kwargs)
         except BaseException as err:
-            if not WorkerInterrupts.sweep_stopped_by or WorkerInterrupts.killed:
+            if not SweepInterrupts.sweep_stopped_by or SweepInterrupts.killed:
                 raise
             # a worker that the signal reached before its handler died of it (loky then reports the pool
             # broken, or the KeyboardInterrupt it raised): the sweep was interrupted all the same

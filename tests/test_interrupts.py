@@ -1,4 +1,4 @@
-"""Ctrl-C in a joblib sweep (sgdexp.sweep_interrupts): the running jobs end as interrupted runs, the
+"""Ctrl-C in a joblib sweep (sgdexp.interrupts): the running jobs end as interrupted runs, the
 others do not start, and the sweep's last line says how far each got and how to continue."""
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_a_job_that_starts_after_the_sweep_was_stopped_does_not_start(tmp_path):
     # A worker still importing when Ctrl-C came has no handler yet and may lose the signal; the launcher's
     # stop file tells its jobs all the same. Here the file is there before any job starts (made once the
     # sweep has composed its jobs, a second or more before a worker has imported torch).
-    from sgdexp.sweep_interrupts import stop_file
+    from sgdexp.interrupts import stop_file
 
     sweep = tmp_path / "sweep"
     proc = subprocess.Popen([sys.executable, "-m", "sgdexp", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
@@ -77,7 +77,7 @@ def test_a_job_that_starts_after_the_sweep_was_stopped_does_not_start(tmp_path):
 def test_a_stale_stop_file_of_a_killed_sweep_does_not_stop_a_new_one():
     # a sweep killed (SIGKILL) after its first Ctrl-C leaves its stop file; a later sweep given the same pid
     # must not read it as its own
-    from sgdexp.sweep_interrupts import IMPORTED_AT, stop_file, stop_workers_on_interrupt
+    from sgdexp.interrupts import IMPORTED_AT, stop_file, stop_workers_on_interrupt
 
     stop = stop_file(os.getpid())
     stop.touch()
