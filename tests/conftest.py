@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,33 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+def default_sigint() -> None:
+    """preexec_fn for a run that a test stops with SIGINT: Ctrl-C's default action, as at a terminal. A
+    shell's background job (`make test &`) inherits SIGINT ignored, and so would the run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def communicate_or_dump(proc: subprocess.Popen, timeout: float):
+    """`proc.communicate`; a process still running after `timeout` fails the test with its signal masks
+    (/proc: blocked, ignored, caught) and every thread's stack (PYTHONFAULTHANDLER dumps them on
+    SIGABRT), and is not left running."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            masks = [line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                     if line.startswith(("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))]
+        except OSError:
+            masks = []
+        proc.send_signal(signal.SIGABRT)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        pytest.fail(f"still running {timeout} s after the signal; {masks}; stderr:\n{(err or '')[-6000:]}")
+
+
 # Small, fast defaults for tests: CPU, no W&B, no progress bar.
 FAST = ["device=cpu", "logger=none", "trainer.progress=false", "trainer.figures=false"]
 

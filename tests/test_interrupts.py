@@ -11,11 +11,7 @@ import time
 
 import pytest
 
-from conftest import FAST
-
-
-def default_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a shell's background job inherits SIGINT ignored
+from conftest import FAST, communicate_or_dump, default_sigint
 
 
 @pytest.mark.parametrize("target,sig,code", [("group", signal.SIGINT, 130), ("parent", signal.SIGINT, 130),
@@ -29,7 +25,7 @@ def test_ctrl_c_stops_a_joblib_sweep_with_each_jobs_summary_and_one_line(tmp_pat
             "trainer.checkpoint_every=100", "trainer.log_every=50", f"hydra.sweep.dir={sweep}"]
     proc = subprocess.Popen([sys.executable, "-m", "sgdexp", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                            env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1"})
     deadline = time.time() + 180
     checkpoints = [sweep / job / "checkpoints" / "last.pt" for job in ("0", "1")]
     while not all(c.exists() for c in checkpoints) and time.time() < deadline and proc.poll() is None:
@@ -39,7 +35,7 @@ def test_ctrl_c_stops_a_joblib_sweep_with_each_jobs_summary_and_one_line(tmp_pat
         os.killpg(proc.pid, sig)
     else:
         proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
+    out, err = communicate_or_dump(proc, timeout=120)
     assert proc.returncode == code and "Traceback" not in out + err, err[-3000:]
     for job in ("0", "1"):
         summary = json.loads((sweep / job / "summary.json").read_text())

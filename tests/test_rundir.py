@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_cfg, train_run
+from conftest import communicate_or_dump, default_sigint, make_cfg, train_run
 from fake_datasets import write_cifar
 from sgdexp.errors import ConfigError, StorageError
 from sgdexp.rundir import LOCK, RunDirectory, check_resume, load_checkpoint_checked
@@ -342,12 +342,13 @@ def test_sigterm_and_ctrl_c_end_the_run_as_interrupted_at_the_step_reached(tmp_p
     args = [*FAST, "trainer.steps=1000000", "trainer.checkpoint_every=200", "trainer.log_every=50",
             f"hydra.run.dir={run}"]
     proc = subprocess.Popen([sys.executable, "-m", "sgdexp", *args], cwd=tmp_path, stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                            stdout=subprocess.PIPE, text=True, preexec_fn=default_sigint,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1"})
     deadline = time.time() + 120
     while not (run / "checkpoints" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
+    out, err = communicate_or_dump(proc, timeout=120)
     assert proc.returncode == code and "Traceback" not in out + err, err[-2000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["checkpoint_step"] >= 200
