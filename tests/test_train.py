@@ -346,6 +346,25 @@ def test_an_interrupt_while_figures_are_drawn_keeps_the_summary(tmp_path, monkey
     assert summary["status"] == "completed" and summary["step"] == summary["steps"]
 
 
+def test_the_summary_is_on_disk_before_the_figures_are_drawn(tmp_path, monkeypatch):
+    # A process killed while drawing (submitit's local controller sends SIGKILL 1 s after its SIGINT, and a
+    # run with diffusion and curvature draws for longer) lost summary.json: it was written after the figures
+    import sgdexp.tasks.train as train_module
+
+    seen = []
+    real = train_module.Training.log_figures
+
+    def drawing(self, summary):
+        path = tmp_path / "run" / "summary.json"
+        seen.append(json.loads(path.read_text()) if path.exists() else None)
+        real(self, summary)
+
+    monkeypatch.setattr(train_module.Training, "log_figures", drawing)
+    final = train_run(tmp_path / "run", SHORT + ["trainer.figures=true"])
+    assert seen == [final] and final["status"] == "completed"
+    assert (tmp_path / "run" / "figures" / "training.png").exists()
+
+
 def test_a_schedule_point_past_the_run_is_said(tmp_path, caplog):
     # warmup_steps or a milestone past trainer.steps did nothing, without a word
     caplog.set_level("WARNING", logger="sgdexp.tasks.train")

@@ -218,6 +218,13 @@ class Training:
             summary.update(analysis_costs(self.analyses, summary["wall_time_s"]))
             interrupted = None
             if self.cfg.trainer.figures:
+                # The record before the figures, which take a second or more: whoever stopped the run may
+                # kill it soon after (submitit's local controller sends SIGKILL 1 s after its SIGINT). A
+                # write that fails here fails again below, where it is reported.
+                try:
+                    self.tracker.store.write_summary(summary)
+                except OSError:
+                    pass
                 try:
                     self.log_figures(summary)
                 except KeyboardInterrupt as err:  # the record first: summary.json is written, then it goes on
