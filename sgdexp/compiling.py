@@ -2,10 +2,10 @@
 
 `trainer.compile=true` turns it on (see README, "Compiled kernels"). Compiling needs a C++
 compiler on CPU; where it fails, the kernel runs eagerly after one warning, with the same
-results up to float rounding. The first call, which compiles, is logged with its duration, and with one line naming the
-operators that vmap had no batching rule for while torch traced the kernel (eval-mode batch norm,
-the pooling of a ResNet's head): torch warns of each, once per tracing pass, and bakes a loop over
-the samples into the compiled kernel there, which is then no faster than eager.
+results up to float rounding. The first call, which compiles, is logged with its duration, and
+with one line naming the operators that vmap had no batching rule for while torch traced the kernel
+(eval-mode batch norm, the pooling of a ResNet's head): torch warns of each, once per tracing pass,
+and bakes a loop over the samples into the compiled kernel there, which is then no faster than eager.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ BATCHING_FALLBACK = re.compile(r"have not yet implemented the batching rule for 
 
 def _first_call(compiled: Callable, name: str, args) -> object:
     """Compile and run, logging the time and, in one line, the operators traced without a batching
-    rule; other warnings pass through unchanged."""
+    rule; other warnings pass through, each once."""
     start = time.perf_counter()
     looped = set()
     try:

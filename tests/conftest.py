@@ -19,6 +19,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
 def default_sigint() -> None:
     """preexec_fn for a run that a test stops with SIGINT: Ctrl-C's default action, as at a terminal. A
     shell's background job (`make test &`) inherits SIGINT ignored, and so would the run."""
