@@ -173,7 +173,7 @@ class Training:
             from sgdexp.report import load_run, run_figures
 
             run = load_run(self.out_dir)
-            run.summary.update(summary)  # summary.json is written after the figures
+            run.summary.update(summary)
             for name, fig in run_figures([run]).items():
                 self.tracker.log_figure(name, fig)
         except Exception as err:  # noqa: BLE001
@@ -216,25 +216,23 @@ class Training:
                 summary.update(a.last)
             summary["wall_time_s"] = self.wall_time()
             summary.update(analysis_costs(self.analyses, summary["wall_time_s"]))
+            # The record before the figures, which take a second or more: whoever stopped the run may kill
+            # it soon after (submitit's local controller sends SIGKILL 1 s after passing SIGINT on).
+            unwritten: Optional[OSError] = None
+            try:
+                self.tracker.write_record(summary)
+            except OSError as err:
+                unwritten = err
             interrupted = None
-            if self.cfg.trainer.figures:
-                # The record before the figures, which take a second or more: whoever stopped the run may
-                # kill it soon after (submitit's local controller sends SIGKILL 1 s after its SIGINT). A
-                # write that fails here fails again below, where it is reported.
-                try:
-                    self.tracker.store.write_summary(summary)
-                except OSError:
-                    pass
+            if self.cfg.trainer.figures and unwritten is None:
                 try:
                     self.log_figures(summary)
-                except KeyboardInterrupt as err:  # the record first: summary.json is written, then it goes on
+                except KeyboardInterrupt as err:  # the record is written; the interrupt goes on after W&B
                     interrupted = err
-            try:
-                self.tracker.finish(summary, checkpoint=self.out_dir / LAST)
-            except OSError as err:
-                if "error" not in summary:  # else the first failure is already on its way out
-                    raise StorageError(f"cannot write summary.json in {self.out_dir}: {err} (status: failed; "
-                                       f"metrics.jsonl and the checkpoint are intact)") from err
+            self.tracker.finish_wandb(summary, checkpoint=self.out_dir / LAST)
+            if unwritten is not None and "error" not in summary:  # else the first failure is on its way out
+                raise StorageError(f"cannot write summary.json in {self.out_dir}: {unwritten} (status: failed; "
+                                   f"metrics.jsonl and the checkpoint are intact)") from unwritten
             if interrupted is not None:
                 raise interrupted
         earlier = (f" (evaluated at step {self.evaluated_step})"

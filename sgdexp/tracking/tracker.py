@@ -53,17 +53,23 @@ class Tracker:
             self.wandb.log_table(name, list(columns), [list(jsonable(r)) for r in rows])
 
     def finish(self, summary: Dict[str, Any], checkpoint: Optional[Path] = None) -> None:
-        """Write the summary; with W&B, also upload `checkpoint` (if `logger.log_checkpoint`) and close the run."""
+        """`write_record`, then `finish_wandb`, which runs also when the record cannot be written."""
         try:
-            self.store.write_summary(summary)
-        finally:  # a full disk must not keep W&B open or the files unclosed
-            try:
-                self.store.close()
-            except OSError:
-                pass
-            self._finish_wandb(summary, checkpoint)
+            self.write_record(summary)
+        finally:  # a full disk must not keep W&B open
+            self.finish_wandb(summary, checkpoint)
 
-    def _finish_wandb(self, summary: Dict[str, Any], checkpoint: Optional[Path]) -> None:
+    def write_record(self, summary: Dict[str, Any]) -> None:
+        """The run's record complete on disk: the metric files closed (their last rows written), then
+        `summary.json`. Nothing is logged after it; figures may still be drawn."""
+        try:
+            self.store.close()
+        except OSError:  # a full disk: the summary's write below fails too, and says so
+            pass
+        self.store.write_summary(summary)
+
+    def finish_wandb(self, summary: Dict[str, Any], checkpoint: Optional[Path] = None) -> None:
+        """With W&B: upload `checkpoint` (if `logger.log_checkpoint`) and close the run with `summary`."""
         if self.wandb is not None:
             if checkpoint is not None and self.log_checkpoint:
                 self.wandb.log_checkpoint(checkpoint)
