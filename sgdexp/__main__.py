@@ -134,10 +134,14 @@ def interrupted_sweep_line(err: BaseException) -> str:
 
     results, stopped = sweep_results(err, InterruptedJob)
     done = sum(r.status == JobStatus.COMPLETED for r in results)
-    sweep = sweeper_local(err, "sweep_dir", Path)
-    where = f" hydra.sweep.dir={sweep}" if sweep is not None else ""
     return (f"sgdexp: the sweep was interrupted: {'; '.join(stopped or [str(err)])}"
-            f"{f' ({done} completed)' if done else ''}; the same command with trainer.resume=true{where} continues it")
+            f"{f' ({done} completed)' if done else ''}; {continuing_command(sweeper_local(err, 'sweep_dir', Path))}")
+
+
+def continuing_command(sweep) -> str:
+    """What continues an interrupted sweep whose directory is `sweep` (None: not known)."""
+    where = f" hydra.sweep.dir={sweep}" if sweep is not None else ""
+    return f"the same command with trainer.resume=true{where} continues it"
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
@@ -189,10 +193,15 @@ def cli() -> None:
 
         print(interrupted_sweep_line(err), file=sys.stderr)
         sys.exit(exit_status(SweepInterrupts.sweep_stopped_by))
-    except KeyboardInterrupt as err:  # a second Ctrl-C in a sweep (its jobs killed), or one outside any run
+    except KeyboardInterrupt as err:
+        # a second Ctrl-C in a sweep (its jobs killed), a submitit_local sweep's Ctrl-C (its jobs write their
+        # summaries), or one outside any run (no sweep directory: nothing to continue)
+        from pathlib import Path
+
         from sgdexp.interrupts import exit_status
 
-        print("sgdexp: interrupted", file=sys.stderr)
+        sweep = sweeper_local(err, "sweep_dir", Path)
+        print(f"sgdexp: interrupted{f': {continuing_command(sweep)}' if sweep is not None else ''}", file=sys.stderr)
         sys.exit(exit_status(str(err)))
 
 

@@ -80,3 +80,32 @@ def test_a_stale_stop_file_of_a_killed_sweep_does_not_stop_a_new_one():
     os.utime(stop, (IMPORTED_AT - 60, IMPORTED_AT - 60))
     seen = stop_workers_on_interrupt(lambda self: stop.exists())(None)
     assert seen is False and not stop.exists()
+
+
+def test_ctrl_c_of_a_submitit_local_sweep_keeps_each_jobs_summary_and_says_how_to_continue(tmp_path):
+    # submitit's controller SIGKILLs its job 1 s after passing Ctrl-C on: jobs drawing diffusion's and
+    # curvature's figures lost summary.json, which was written after them; the sweep ended with a bare line
+    sweep = tmp_path / "sweep"
+    args = ["-m", "hydra/launcher=submitit_local", "seed=0,1", "device=cpu", "logger=none", "trainer.progress=false",
+            "trainer.steps=1000000", "trainer.checkpoint_every=100", "analysis=[diffusion,curvature]",
+            "analysis.curvature.start=0", "analysis.curvature.every=200", "analysis.curvature.window=100",
+            f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen([sys.executable, "-m", "sgdexp", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1"})
+    deadline = time.time() + 180
+    checkpoints = [sweep / job / "checkpoints" / "last.pt" for job in ("0", "1")]
+    while not all(c.exists() for c in checkpoints) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C
+    out, err = communicate_or_dump(proc, timeout=120)
+    assert proc.returncode == 130
+    assert f"sgdexp: interrupted: the same command with trainer.resume=true hydra.sweep.dir={sweep} continues it" in err
+    summaries = [sweep / job / "summary.json" for job in ("0", "1")]
+    wait_until = time.time() + 30
+    while not all(s.exists() for s in summaries) and time.time() < wait_until:
+        time.sleep(0.2)  # the jobs finish after the launching process, which does not wait for them
+    for path in summaries:
+        summary = json.loads(path.read_text())
+        assert summary["status"] == "interrupted" and summary["checkpoint_step"] >= 100
