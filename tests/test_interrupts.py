@@ -14,6 +14,20 @@ import pytest
 from conftest import FAST, communicate_or_dump, default_sigint
 
 
+def sweep_past_first_checkpoints(tmp_path, sweep, args) -> subprocess.Popen:
+    """`python -m sgdexp ARGS` (a sweep) in a session of its own (a terminal's Ctrl-C reaches its process group),
+    once jobs 0 and 1 have each written a checkpoint."""
+    proc = subprocess.Popen([sys.executable, "-m", "sgdexp", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1"})
+    deadline = time.time() + 180
+    checkpoints = [sweep / job / "checkpoints" / "last.pt" for job in ("0", "1")]
+    while not all(c.exists() for c in checkpoints) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    return proc
+
+
 @pytest.mark.parametrize("target,sig,code", [("group", signal.SIGINT, 130), ("parent", signal.SIGINT, 130),
                                               ("parent", signal.SIGTERM, 143)])
 def test_ctrl_c_stops_a_joblib_sweep_with_each_jobs_summary_and_one_line(tmp_path, target, sig, code):
@@ -23,14 +37,7 @@ def test_ctrl_c_stops_a_joblib_sweep_with_each_jobs_summary_and_one_line(tmp_pat
     sweep = tmp_path / "sweep"
     args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2", *FAST, "trainer.steps=1000000",
             "trainer.checkpoint_every=100", "trainer.log_every=50", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen([sys.executable, "-m", "sgdexp", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1"})
-    deadline = time.time() + 180
-    checkpoints = [sweep / job / "checkpoints" / "last.pt" for job in ("0", "1")]
-    while not all(c.exists() for c in checkpoints) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc = sweep_past_first_checkpoints(tmp_path, sweep, args)
     if target == "group":
         os.killpg(proc.pid, sig)
     else:
@@ -90,14 +97,7 @@ def test_ctrl_c_of_a_submitit_local_sweep_keeps_each_jobs_summary_and_says_how_t
             "trainer.steps=1000000", "trainer.checkpoint_every=100", "analysis=[diffusion,curvature]",
             "analysis.curvature.start=0", "analysis.curvature.every=200", "analysis.curvature.window=100",
             f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen([sys.executable, "-m", "sgdexp", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint,
-                            env={**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1"})
-    deadline = time.time() + 180
-    checkpoints = [sweep / job / "checkpoints" / "last.pt" for job in ("0", "1")]
-    while not all(c.exists() for c in checkpoints) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    proc = sweep_past_first_checkpoints(tmp_path, sweep, args)
     os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C
     out, err = communicate_or_dump(proc, timeout=120)
     assert proc.returncode == 130
