@@ -82,13 +82,20 @@ def sweeper_local(err: BaseException, name: str, kind):
     return found
 
 
+def sweep_dir(err: BaseException):
+    """The directory of the sweep that `err` passed through (a Path; None where it was not raised in one)."""
+    from pathlib import Path
+
+    return sweeper_local(err, "sweep_dir", Path)
+
+
 def remove_unlaunched_sweep(err: BaseException) -> None:
     """Hydra's sweeper makes the sweep directory and its multirun.yaml before it composes the jobs'
     configs: when one of them fails (a key that a swept member lacks), nothing ran, so the directory
     that holds only that file goes too (a report would list it as an empty sweep)."""
     from pathlib import Path
 
-    sweep = sweeper_local(err, "sweep_dir", Path)
+    sweep = sweep_dir(err)
     if sweep is None or not sweep.is_dir() or [p.name for p in sweep.iterdir()] != ["multirun.yaml"]:
         return
     (sweep / "multirun.yaml").unlink()
@@ -126,8 +133,6 @@ def refused_jobs_line(err: BaseException) -> str:
 def interrupted_sweep_line(err: BaseException) -> str:
     """The last line of a sweep that Ctrl-C stopped in its worker processes (`sgdexp.interrupts`):
     how far each job got, and the command's addition that continues it."""
-    from pathlib import Path
-
     from hydra.core.utils import JobStatus
 
     from sgdexp.errors import InterruptedJob
@@ -135,7 +140,7 @@ def interrupted_sweep_line(err: BaseException) -> str:
     results, stopped = sweep_results(err, InterruptedJob)
     done = sum(r.status == JobStatus.COMPLETED for r in results)
     return (f"sgdexp: the sweep was interrupted: {'; '.join(stopped or [str(err)])}"
-            f"{f' ({done} completed)' if done else ''}; {continuing_command(sweeper_local(err, 'sweep_dir', Path))}")
+            f"{f' ({done} completed)' if done else ''}; {continuing_command(sweep_dir(err))}")
 
 
 def continuing_command(sweep) -> str:
@@ -196,11 +201,9 @@ def cli() -> None:
     except KeyboardInterrupt as err:
         # a second Ctrl-C in a sweep (its jobs killed), a submitit_local sweep's Ctrl-C (its jobs write their
         # summaries), or one outside any run (no sweep directory: nothing to continue)
-        from pathlib import Path
-
         from sgdexp.interrupts import exit_status
 
-        sweep = sweeper_local(err, "sweep_dir", Path)
+        sweep = sweep_dir(err)
         print(f"sgdexp: interrupted{f': {continuing_command(sweep)}' if sweep is not None else ''}", file=sys.stderr)
         sys.exit(exit_status(str(err)))
 

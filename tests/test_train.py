@@ -336,7 +336,7 @@ def test_an_interrupt_while_figures_are_drawn_keeps_the_summary(tmp_path, monkey
     # Ctrl-C during the end's figures (a second of matplotlib) skipped summary.json: the run looked unfinished
     import sgdexp.tasks.train as train_module
 
-    def interrupted(self, summary):
+    def interrupted(self):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module.Training, "log_figures", interrupted)
@@ -354,10 +354,10 @@ def test_the_summary_is_on_disk_before_the_figures_are_drawn(tmp_path, monkeypat
     seen = []
     real = train_module.Training.log_figures
 
-    def drawing(self, summary):
+    def drawing(self):
         path = tmp_path / "run" / "summary.json"
         seen.append(json.loads(path.read_text()) if path.exists() else None)
-        real(self, summary)
+        real(self)
 
     monkeypatch.setattr(train_module.Training, "log_figures", drawing)
     final = train_run(tmp_path / "run", SHORT + ["trainer.figures=true"])

@@ -163,18 +163,15 @@ class Training:
             self.tracker.log_arrays(step, measurement.arrays)
         return measurement
 
-    def log_figures(self, summary: Dict[str, Any]) -> None:
+    def log_figures(self) -> None:
         """The report's figures of this run (sgdexp.report: drawn from what the run and its analyses
         logged, by the same code that draws a sweep's) as figures/*.png and W&B images, after the
         run's wall time is taken (drawing is output, not training: about a second per run, most of
         it matplotlib's first figure); a figure that cannot be drawn warns and never fails the run."""
-        self.tracker.store.flush()
-        try:
+        try:  # from the run's record, on disk by now (Tracker.write_record)
             from sgdexp.report import load_run, run_figures
 
-            run = load_run(self.out_dir)
-            run.summary.update(summary)
-            for name, fig in run_figures([run]).items():
+            for name, fig in run_figures([load_run(self.out_dir)]).items():
                 self.tracker.log_figure(name, fig)
         except Exception as err:  # noqa: BLE001
             log.warning("Figures not drawn (%s: %s)", type(err).__name__, err)
@@ -226,7 +223,7 @@ class Training:
             interrupted = None
             if self.cfg.trainer.figures and unwritten is None:
                 try:
-                    self.log_figures(summary)
+                    self.log_figures()
                 except KeyboardInterrupt as err:  # the record is written; the interrupt goes on after W&B
                     interrupted = err
             self.tracker.finish_wandb(summary, checkpoint=self.out_dir / LAST)
