@@ -275,7 +275,7 @@ class CurvatureAnalysisConfig(AnalysisConfig):
     top_k: int = ranged(MISSING, ge=1)  # largest Hessian eigenpairs
     bottom_k: int = ranged(MISSING, ge=0)  # smallest Hessian eigenpairs
     probes: int = ranged(MISSING, ge=2)  # Hutchinson probes off the Lanczos vectors for the trace (sgdexp.curvature)
-    tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
+    tol: float = ranged(1e-3, gt=0.0, lt=1.0)  # Lanczos relative tolerance
     window: int = ranged(MISSING, ge=0)  # updates whose weights are projected after each measurement; 0: none
     # models with at most this many parameters: dense Hessian, all eigenpairs. Bounded: the dense path
     # holds d² numbers in float64 (128 MiB at 4096) and takes d products and an O(d³) eigh; at the
@@ -303,7 +303,7 @@ class GeneralizationAnalysisConfig(AnalysisConfig):
     # sharpness at its multiples from `start` on (and the end); 0: at the end only
     sharpness_every: int = ranged(0, ge=0)
     probes: int = ranged(MISSING, ge=2)  # Hutchinson probes off the Lanczos vectors for the trace (sgdexp.curvature)
-    tol: float = ranged(1e-3, gt=0.0)  # Lanczos relative tolerance
+    tol: float = ranged(1e-3, gt=0.0, lt=1.0)  # Lanczos relative tolerance
 
 
 # ----------------------------------------------------------------------------- escape (task=escape, landscape)

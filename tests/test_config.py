@@ -87,6 +87,8 @@ def test_documented_overrides_compose():
     ("noise=gd_fbm noise.n_factors=64", "noise.n_factors"),
     ("analysis=[noise_stats] analysis.noise_stats.tail_method=kurtosis", "analysis.noise_stats.tail_method"),
     ("analysis=[curvature] analysis.curvature.exact_below=100000", "analysis.curvature.exact_below"),
+    ("analysis=[curvature] analysis.curvature.tol=2", "analysis.curvature.tol"),
+    ("analysis=[generalization] analysis.generalization.tol=1", "analysis.generalization.tol"),
     ("analysis=[noise_memory] analysis.noise_memory.hurst_methods=[whittle,wavelet]",
      "analysis.noise_memory.hurst_methods[1]"),
 ])
