@@ -167,9 +167,9 @@ def cli() -> None:
     register_configs()
     check_every_job_first()
     quiet_refused_jobs()
-    from sgdexp.interrupts import patch_joblib_launcher
+    from sgdexp.interrupts import patch_launchers
 
-    patch_joblib_launcher()
+    patch_launchers()
     # Hydra prints its composition errors over several lines and exits; let them reach us instead,
     # so that an unknown key or a bad value is one line (sgdexp.cli_checks).
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")

@@ -18,7 +18,14 @@ joblib's traceback. So, while the launcher runs:
   yet and may lose it: the parent also leaves a stop file (`stop_file`), which every job looks for once
   its handler is in place, and a worker that died of the signal ends the sweep as interrupted, not with
   joblib's error.
-The sweep then ends with one line and the signal's exit code."""
+The sweep then ends with one line and the signal's exit code.
+
+A `hydra/launcher=submitit_local` sweep is handled the same way, its jobs being the tasks of submitit's
+job controllers (one controller process per job, the job its child). The controllers are started with
+SIGINT ignored (`controllers_ignoring_sigint`): else the terminal's Ctrl-C raised
+KeyboardInterrupt in each of them (a traceback apiece), and they SIGKILLed their jobs 1 s later,
+whatever those were writing. The parent passes the signal on to the jobs themselves, and a second
+Ctrl-C kills jobs and controllers (SIGKILL), as joblib does with its workers."""
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List
+from typing import Callable, Iterator, List, Optional
 
 from sgdexp.errors import InterruptedJob
 
@@ -111,22 +118,40 @@ class SweepInterrupts:
             raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def child_processes() -> List[int]:
-    """This process' children (Linux /proc; elsewhere none are found, and the terminal's Ctrl-C, which
-    reaches the whole process group, is what stops the workers)."""
-    me, children = str(os.getpid()), []
+def child_processes(parent: Optional[int] = None) -> List[int]:
+    """The children of process `parent`, by default this one's (Linux /proc; elsewhere none are found,
+    and the terminal's Ctrl-C, which reaches the whole process group, is what stops the workers)."""
+    of, children = str(os.getpid() if parent is None else parent), []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[1] == me:  # after "pid (comm)": state, ppid, ...
+        if fields[1] == of:  # after "pid (comm)": state, ppid, ...
             children.append(int(stat.parent.name))
     return children
 
 
-def stop_workers_on_interrupt(launch):
-    """`launch` (a launcher's method) with the parent's handling of Ctrl-C described above."""
+def submitit_jobs() -> List[int]:
+    """The jobs of a `submitit_local` sweep: the children of this process' children (the controllers)."""
+    return [job for controller in child_processes() for job in child_processes(controller)]
+
+
+def kill_submitit_jobs() -> None:
+    """A second Ctrl-C in a `submitit_local` sweep: its jobs, which take only the first, and their
+    controllers, which ignore it, are killed now."""
+    for pid in submitit_jobs() + child_processes():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def stop_workers_on_interrupt(launch, workers: Callable[[], List[int]] = child_processes,
+                              kill_workers: Optional[Callable[[], None]] = None):
+    """`launch` (a launcher's method) with the parent's handling of Ctrl-C described above: the first
+    signal goes on to the processes `workers()` returns; at a second one, `kill_workers()` if given
+    (joblib kills its own workers on the KeyboardInterrupt that follows)."""
 
     @functools.wraps(launch)
     def launched(self, *args, **kwargs):
@@ -141,12 +166,14 @@ def stop_workers_on_interrupt(launch):
             name = signal.Signals(signum).name
             if SweepInterrupts.sweep_stopped_by or SweepInterrupts.job_running:  # the second Ctrl-C (joblib
                 SweepInterrupts.killed = bool(SweepInterrupts.sweep_stopped_by)  # kills the workers now),
+                if SweepInterrupts.killed and kill_workers is not None:
+                    kill_workers()
                 raise KeyboardInterrupt(name)  # or a job in this process (n_jobs=1): as a single run
             SweepInterrupts.sweep_stopped_by = name
             print("sgdexp: interrupted: the sweep's running jobs stop at their next step and write their "
                   "summaries, and no other job starts (Ctrl-C again kills them now)", file=sys.stderr, flush=True)
             stop.touch()  # before the signal goes on: a job that starts after it finds the file
-            for pid in child_processes():
+            for pid in workers():
                 try:
                     os.kill(pid, signal.SIGINT)
                 except OSError:
@@ -176,18 +203,63 @@ def stop_workers_on_interrupt(launch):
     return launched
 
 
-def patch_joblib_launcher() -> None:
-    """Hydra's joblib launcher, when installed, launches with `stop_workers_on_interrupt`. After Hydra's
-    scan of its plugins, which loads their modules afresh (a class patched before it is not the one
-    Hydra instantiates)."""
+def controllers_ignoring_sigint(launch):
+    """The submitit_local launcher's `launch`, with submitit's `start_controller` (which starts a job's
+    controller process) patched to ignore SIGINT while it does: the controller inherits that across
+    exec (Python then installs no KeyboardInterrupt for it), and so does its job until sgdexp's handler
+    takes over (`SweepInterrupts.install`; a signal before that is seen through the stop file). A Ctrl-C
+    within those few milliseconds reaches only the jobs already running, as an interrupt of theirs, and
+    the next one stops the sweep. Patched at the launch, which imports submitit anyway: importing it
+    for every command would cost each one's start-up 20-40 ms."""
+
+    @functools.wraps(launch)
+    def launched(self, *args, **kwargs):
+        import submitit.local.local as submitit_local
+
+        start_controller = submitit_local.start_controller
+        if not getattr(start_controller, "_ignores_sigint", False):
+            @functools.wraps(start_controller)
+            def started(*args, **kwargs):
+                if threading.current_thread() is not threading.main_thread():
+                    return start_controller(*args, **kwargs)
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    return start_controller(*args, **kwargs)
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+
+            started._ignores_sigint = True
+            submitit_local.start_controller = started
+        return launch(self, *args, **kwargs)
+
+    return launched
+
+
+def patch_launchers() -> None:
+    """Hydra's joblib and submitit_local launchers, where installed, launch with
+    `stop_workers_on_interrupt` (submitit's SLURM launcher is left as it is: its jobs run elsewhere,
+    and SLURM's signals are submitit's to handle). After Hydra's scan of its plugins, which loads their
+    modules afresh (a class patched before it is not the one Hydra instantiates)."""
     from hydra.core.plugins import Plugins
 
     Plugins.instance()
     try:
         from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
     except ImportError:
+        pass
+    else:
+        _patch_launch(JoblibLauncher, child_processes)
+    try:
+        from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+    except ImportError:
         return
-    if not getattr(JoblibLauncher.launch, "_stops_workers", False):
-        JoblibLauncher.launch = stop_workers_on_interrupt(JoblibLauncher.launch)
-        JoblibLauncher.launch._stops_workers = True
+    _patch_launch(LocalLauncher, submitit_jobs, kill_submitit_jobs, controllers_ignoring_sigint)
 
+
+def _patch_launch(launcher: type, workers, kill_workers=None, inner=None) -> None:
+    """`launcher.launch` (first wrapped by `inner`, if given) wrapped by `stop_workers_on_interrupt`, once."""
+    if "launch" in vars(launcher) and getattr(launcher.launch, "_stops_workers", False):
+        return
+    launch = launcher.launch if inner is None else inner(launcher.launch)
+    launcher.launch = stop_workers_on_interrupt(launch, workers, kill_workers)
+    launcher.launch._stops_workers = True

@@ -1,5 +1,5 @@
-"""Ctrl-C in a joblib sweep (sgdexp.interrupts): the running jobs end as interrupted runs, the
-others do not start, and the sweep's last line says how far each got and how to continue."""
+"""Ctrl-C in a joblib or submitit_local sweep (sgdexp.interrupts): the running jobs end as interrupted
+runs, the others do not start, and the sweep's last line says how far each got and how to continue."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -89,23 +90,80 @@ def test_a_stale_stop_file_of_a_killed_sweep_does_not_stop_a_new_one():
     assert seen is False and not stop.exists()
 
 
-def test_ctrl_c_of_a_submitit_local_sweep_keeps_each_jobs_summary_and_says_how_to_continue(tmp_path):
-    # submitit's controller SIGKILLs its job 1 s after passing Ctrl-C on: jobs drawing diffusion's and
-    # curvature's figures lost summary.json, which was written after them; the sweep ended with a bare line
+def processes_running_from(directory) -> dict:
+    """{pid: command line} of the processes whose command line names `directory` (submitit's
+    controllers and jobs name their folder in the sweep)."""
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(directory) in text:
+            found[int(cmdline.parent.name)] = text
+    return found
+
+
+@pytest.fixture
+def submitit_sweep(tmp_path):
+    """A sweep directory for a `submitit_local` sweep; what still runs from it at the end is killed (a
+    failing test leaves no jobs behind: before the fix, `kill -INT` of the parent left them training)."""
     sweep = tmp_path / "sweep"
-    args = ["-m", "hydra/launcher=submitit_local", "seed=0,1", "device=cpu", "logger=none", "trainer.progress=false",
+    yield sweep
+    for pid in processes_running_from(sweep):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def submitit_local_sweep(sweep) -> list:
+    """A 2-job `submitit_local` sweep whose jobs, once interrupted, draw diffusion's and curvature's
+    figures for a few seconds."""
+    return ["-m", "hydra/launcher=submitit_local", "seed=0,1", "device=cpu", "logger=none", "trainer.progress=false",
             "trainer.steps=1000000", "trainer.checkpoint_every=100", "analysis=[diffusion,curvature]",
             "analysis.curvature.start=0", "analysis.curvature.every=200", "analysis.curvature.window=100",
             f"hydra.sweep.dir={sweep}"]
-    proc = sweep_past_first_checkpoints(tmp_path, sweep, args)
-    os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C
+
+
+@pytest.mark.parametrize("target", ["group", "parent"])
+def test_ctrl_c_of_a_submitit_local_sweep_ends_as_a_joblib_sweep_does(tmp_path, submitit_sweep, target):
+    # submitit's job controllers took the terminal's Ctrl-C too: each printed a KeyboardInterrupt
+    # traceback and SIGKILLed its job 1 s later (jobs drawing diffusion's and curvature's figures lost
+    # their summaries); the parent ended at once with a bare line, before its jobs had written anything,
+    # and a `kill -INT` of the parent alone did not reach the jobs
+    sweep = submitit_sweep
+    proc = sweep_past_first_checkpoints(tmp_path, sweep, submitit_local_sweep(sweep))
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C
+    else:
+        proc.send_signal(signal.SIGINT)
     out, err = communicate_or_dump(proc, timeout=120)
-    assert proc.returncode == 130
-    assert f"sgdexp: interrupted: the same command with trainer.resume=true hydra.sweep.dir={sweep} continues it" in err
-    summaries = [sweep / job / "summary.json" for job in ("0", "1")]
-    wait_until = time.time() + 30
-    while not all(s.exists() for s in summaries) and time.time() < wait_until:
-        time.sleep(0.2)  # the jobs finish after the launching process, which does not wait for them
-    for path in summaries:
-        summary = json.loads(path.read_text())
+    assert proc.returncode == 130 and "Traceback" not in out + err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("sgdexp: the sweep was interrupted: job 0 seed=0 ") \
+        and last.endswith(f"; the same command with trainer.resume=true hydra.sweep.dir={sweep} continues it")
+    for job in ("0", "1"):  # written before the sweep's last line: the parent waits for its jobs
+        summary = json.loads((sweep / job / "summary.json").read_text())
         assert summary["status"] == "interrupted" and summary["checkpoint_step"] >= 100
+        assert f"interrupted at step {summary['step']} (checkpoint at step {summary['checkpoint_step']})" in last
+        assert (sweep / job / "figures" / "msd.png").exists()  # not killed while drawing
+    assert not processes_running_from(sweep)
+
+
+def test_a_second_ctrl_c_kills_a_submitit_local_sweeps_jobs_and_controllers(tmp_path, submitit_sweep):
+    # the jobs take the first Ctrl-C only, and their controllers none: the parent kills them
+    sweep = submitit_sweep
+    proc = sweep_past_first_checkpoints(tmp_path, sweep, submitit_local_sweep(sweep))
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.05)  # the jobs are stopping, and then draw their figures for seconds
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = communicate_or_dump(proc, timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in out + err, err[-3000:]
+    assert err.strip().splitlines()[-1] == (f"sgdexp: interrupted: the same command with trainer.resume=true "
+                                            f"hydra.sweep.dir={sweep} continues it")
+    gone_by = time.time() + 1.0  # SIGKILLed: gone within milliseconds, where the figures alone take seconds
+    while processes_running_from(sweep) and time.time() < gone_by:
+        time.sleep(0.02)
+    assert not processes_running_from(sweep)
+    assert not any(sweep.glob("*/figures/msd.png"))
