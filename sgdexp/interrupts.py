@@ -14,22 +14,25 @@ joblib's traceback. So, while the launcher runs:
 - a worker's job takes the first SIGINT or SIGTERM as an interrupt and ignores any after it (the
   terminal's Ctrl-C and the parent's arrive together), and a job given to the worker after it does not
   start (`sgdexp.errors.InterruptedJob`: an Exception, so the launcher returns it as the job's result);
-- a worker still starting up (importing torch, unpickling its job) when the signal came has no handler
-  yet and may lose it: the parent also leaves a stop file (`stop_file`), which every job looks for once
-  its handler is in place, and a worker that died of the signal ends the sweep as interrupted, not with
-  joblib's error.
+- workers start with SIGINT ignored (`spawning_with_sigint_ignored`), until a job's handler takes
+  over: else a Ctrl-C in a worker's first second, while it imports, killed it inside loky's start-up
+  with a traceback, and the sweep ended with loky's error in place of each job's state. A signal that
+  came before a job's handler was in place is not lost: the parent also leaves a stop file
+  (`stop_file`), which every job looks for once its handler is in place; a worker that died of the
+  signal all the same ends the sweep as interrupted, not with joblib's error.
 The sweep then ends with one line and the signal's exit code.
 
 A `hydra/launcher=submitit_local` sweep is handled the same way, its jobs being the tasks of submitit's
-job controllers (one controller process per job, the job its child). The controllers are started with
-SIGINT ignored (`controllers_ignoring_sigint`): else the terminal's Ctrl-C raised
-KeyboardInterrupt in each of them (a traceback apiece), and they SIGKILLed their jobs 1 s later,
-whatever those were writing. The parent passes the signal on to the jobs themselves, and a second
-Ctrl-C kills jobs and controllers (SIGKILL), as joblib does with its workers."""
+job controllers (one controller process per job, the job its child). The controllers start with SIGINT
+ignored too, and keep it so: else the terminal's Ctrl-C raised KeyboardInterrupt in each of them (a
+traceback apiece), and they SIGKILLed their jobs 1 s later, whatever those were writing. The parent
+passes the signal on to the jobs themselves, and a second Ctrl-C kills jobs and controllers (SIGKILL),
+as joblib does with its workers."""
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 import signal
 import sys
@@ -203,36 +206,39 @@ def stop_workers_on_interrupt(launch, workers: Callable[[], List[int]] = child_p
     return launched
 
 
-def controllers_ignoring_sigint(launch):
-    """The submitit_local launcher's `launch`, with submitit's `start_controller` (which starts a job's
-    controller process) patched to ignore SIGINT while it does: the controller inherits that across
-    exec (Python then installs no KeyboardInterrupt for it), and so does its job until sgdexp's handler
-    takes over (`SweepInterrupts.install`; a signal before that is seen through the stop file). A Ctrl-C
-    within those few milliseconds reaches only the jobs already running, as an interrupt of theirs, and
-    the next one stops the sweep. Patched at the launch, which imports submitit anyway: importing it
-    for every command would cost each one's start-up 20-40 ms."""
+def spawning_with_sigint_ignored(module: str, function: str):
+    """A wrapper of a launcher's `launch` that patches `module.function`, what starts a worker process,
+    to run with SIGINT ignored when called from the main thread: the process inherits that across exec
+    (Python then installs no KeyboardInterrupt for it), and so does what it starts, until sgdexp's
+    handler takes over in a job (`SweepInterrupts.install`; a signal before that is seen through the
+    stop file). The parent ignores SIGINT only while the process is spawned (0.4 ms for a loky worker's
+    fork and exec): a Ctrl-C within it is lost, and the next one stops the sweep. Patched at the
+    launch, which imports the launcher's library anyway: importing it for every command would cost
+    each one's start-up (20-40 ms for submitit)."""
 
-    @functools.wraps(launch)
-    def launched(self, *args, **kwargs):
-        import submitit.local.local as submitit_local
+    def wrap(launch):
+        @functools.wraps(launch)
+        def launched(self, *args, **kwargs):
+            owner = importlib.import_module(module)
+            spawn = getattr(owner, function)
+            if not getattr(spawn, "_ignores_sigint", False):
+                @functools.wraps(spawn)
+                def spawned(*args, **kwargs):
+                    if threading.current_thread() is not threading.main_thread():
+                        return spawn(*args, **kwargs)
+                    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                    try:
+                        return spawn(*args, **kwargs)
+                    finally:
+                        signal.signal(signal.SIGINT, previous)
 
-        start_controller = submitit_local.start_controller
-        if not getattr(start_controller, "_ignores_sigint", False):
-            @functools.wraps(start_controller)
-            def started(*args, **kwargs):
-                if threading.current_thread() is not threading.main_thread():
-                    return start_controller(*args, **kwargs)
-                previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-                try:
-                    return start_controller(*args, **kwargs)
-                finally:
-                    signal.signal(signal.SIGINT, previous)
+                spawned._ignores_sigint = True
+                setattr(owner, function, spawned)
+            return launch(self, *args, **kwargs)
 
-            started._ignores_sigint = True
-            submitit_local.start_controller = started
-        return launch(self, *args, **kwargs)
+        return launched
 
-    return launched
+    return wrap
 
 
 def patch_launchers() -> None:
@@ -248,12 +254,15 @@ def patch_launchers() -> None:
     except ImportError:
         pass
     else:
-        _patch_launch(JoblibLauncher, child_processes)
+        # loky's worker processes, each started by this function (looked up at each start)
+        _patch_launch(JoblibLauncher, child_processes, None,
+                      spawning_with_sigint_ignored("joblib.externals.loky.backend.fork_exec", "fork_exec"))
     try:
         from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
     except ImportError:
         return
-    _patch_launch(LocalLauncher, submitit_jobs, kill_submitit_jobs, controllers_ignoring_sigint)
+    _patch_launch(LocalLauncher, submitit_jobs, kill_submitit_jobs,
+                  spawning_with_sigint_ignored("submitit.local.local", "start_controller"))
 
 
 def _patch_launch(launcher: type, workers, kill_workers=None, inner=None) -> None:
