@@ -10,6 +10,12 @@ def shown(key: str, value):
     return "<hidden>" if SECRET_KEY.search(key) else value
 
 
+def shown_argv(argv):
+    """A command line with the values of secret-named `key=value` arguments hidden (`shown`): what a
+    record of the command (W&B's run metadata) may keep."""
+    return [key + eq + (str(shown(key, value)) if eq else "") for key, eq, value in (a.partition("=") for a in argv)]
+
+
 class ConfigError(ValueError):
     """A config value that is not allowed, or data that is not where the config says.
 

@@ -104,10 +104,13 @@ def test_diverging_run_exits_zero_and_says_so(tmp_cwd):
 def test_a_key_set_on_the_command_line_never_lands_in_the_run_or_the_terminal(tmp_cwd):
     # through Hydra's env_set the key reaches the job's environment (as W&B reads it); the run's record
     # of Hydra's config and overrides hides it, and a mistaken config key echoes no value
+    # with W&B (offline) on: its run file records the command line, which held the key
     secret = "f00dfeed" * 5
-    proc = cli([f"+hydra.job.env_set.WANDB_API_KEY={secret}", *SWEEP, "hydra.run.dir=run"], cwd=tmp_cwd)
+    with_wandb = [o for o in SWEEP if o != "logger=none"]
+    proc = cli([f"+hydra.job.env_set.WANDB_API_KEY={secret}", *with_wandb, "hydra.run.dir=run"], cwd=tmp_cwd)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "WANDB_API_KEY: <hidden>" in (tmp_cwd / "run" / ".hydra" / "hydra.yaml").read_text()
+    assert list((tmp_cwd / "run" / "wandb").rglob("*.wandb")), "no W&B run file: the check below would be empty"
     proc2 = cli([*SWEEP, "logger=wandb", f"+logger.api_key={secret}", "hydra.run.dir=other"], cwd=tmp_cwd)
     assert proc2.returncode == 2 and "logger.api_key='<hidden>' is not allowed" in proc2.stderr
     leaked = [p for p in tmp_cwd.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]

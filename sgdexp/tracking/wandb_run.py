@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import logging
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig
+
+from sgdexp.errors import shown_argv
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,19 @@ class WandbRun:
         id_file = out_dir / RUN_ID_FILE
         run_id = id_file.read_text().strip() if resume and id_file.exists() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
-        self.run = wandb.init(
-            project=cfg.project, entity=cfg.entity, group=group, mode=cfg.mode,
-            **run_identity(config, out_dir, list(cfg.tags)),
-            config=config, dir=str(out_dir), id=run_id, resume="allow", reinit="finish_previous",
-            settings=wandb.Settings(quiet=True),
-        )
+        # W&B records the command line in its run file (and uploads it on sync): a key passed as
+        # +hydra.job.env_set.WANDB_API_KEY=... must not ride along, so it sees the line with it hidden
+        argv = sys.argv
+        sys.argv = shown_argv(argv)
+        try:
+            self.run = wandb.init(
+                project=cfg.project, entity=cfg.entity, group=group, mode=cfg.mode,
+                **run_identity(config, out_dir, list(cfg.tags)),
+                config=config, dir=str(out_dir), id=run_id, resume="allow", reinit="finish_previous",
+                settings=wandb.Settings(quiet=True),
+            )
+        finally:
+            sys.argv = argv
 
     def _call(self, what: str, fn, *args, **kwargs):
         try:
