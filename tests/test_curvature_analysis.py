@@ -343,3 +343,18 @@ def test_linear_summary_has_prediction_keys(tmp_path):
     measured = np.array([summary[f"curvature/weight_variance/top{i}"] for i in range(4)])
     assert np.allclose(ratio, measured / predicted)  # the window's prediction, not the end's single point
     json.dumps(summary)
+
+
+def test_a_window_that_would_end_past_the_run_is_not_begun_and_the_log_says_so(tmp_path, caplog):
+    """Measurements at 0, 20 and 40 of a 50-step run with 15-step windows: the one at 40 has no window
+    (it would end at 55), which the log says, since the summary's window keys then stay the step-20
+    window's beside the step-40 and end measurements' eigenvalues."""
+    caplog.set_level("INFO", logger="sgdexp.analysis.curvature")
+    train_run(tmp_path, SHORT + ["trainer.steps=50", "analysis=[curvature]", "analysis.curvature.exact_below=0",
+                                 "analysis.curvature.start=0", "analysis.curvature.every=20",
+                                 "analysis.curvature.window=15"])
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows if "curvature/weight_variance/top0" in r] == [15, 35]
+    said = [r.getMessage() for r in caplog.records if "no weight-variance window" in r.getMessage()]
+    assert said == ["curvature: no weight-variance window after the measurement at step 40: "
+                    "analysis.curvature.window=15 steps would end at step 55, past trainer.steps=50"]

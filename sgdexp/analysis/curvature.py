@@ -183,9 +183,14 @@ class Curvature(Analysis):
                                    if self.splits_noise else None)
                 if self.predicts and not self.noise_positions:  # noise_points=0: this point stands for the window's
                     self.noise_sum, self.noise_count = noise_var.copy(), 1
-            elif not ended and self.predicts:  # no window follows: the prediction at this point is all there is
-                self.predicted, self.predicted_correlated = self._predictions(noise_var)
-                self._log_predictions(out)
+            else:
+                if self.window and step < self.steps:  # said: the summary's window keys stay older ones
+                    log.info("curvature: no weight-variance window after the measurement at step %d: "
+                             "analysis.curvature.window=%d steps would end at step %d, past trainer.steps=%d",
+                             step, self.window, step + self.window, self.steps)
+                if not ended and self.predicts:  # no window follows: the prediction at this point is all there is
+                    self.predicted, self.predicted_correlated = self._predictions(noise_var)
+                    self._log_predictions(out)
         self.last.update(out.scalars)
         return out
 
