@@ -1,11 +1,14 @@
 """Datasets load as tensors with the right shapes; samplers draw what they promise."""
 from __future__ import annotations
 
+import pickle
+
+import numpy as np
 import pytest
 import torch
 
 from conftest import make_cfg
-from fake_datasets import write_cifar, write_mnist
+from fake_datasets import write_cifar, write_idx, write_mnist
 from sgdexp.data import load_dataset, make_sampler
 from sgdexp.errors import ConfigError
 
@@ -75,6 +78,50 @@ def test_damaged_mnist_files_name_the_folder_and_stay(tmp_path):
         load(["dataset=mnist", f"dataset.root={tmp_path}"])
     assert str(err.value).startswith("dataset.root=") and "MNIST/raw failed" in str(err.value)
     assert "download" not in str(err.value) and damaged.read_bytes() == b"not an idx file"
+
+
+@pytest.mark.parametrize("damage,expected", [
+    ("label_count", "its training files hold 50 labels for 60 images"),
+    ("label_value", "its test files hold labels in 0..12, where mnist has classes 0..9"),
+    ("test_shape", "its test files hold images of shape (1, 20, 20), where the training images are (1, 28, 28)"),
+])
+def test_mnist_files_that_do_not_fit_together_are_one_line_at_load(tmp_path, damage, expected):
+    # each read, then failed steps later inside the loss or the model with a traceback
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    if damage == "label_count":
+        write_idx(raw / "train-labels-idx1-ubyte", np.arange(50) % 10)
+    elif damage == "label_value":
+        write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(20) % 13)
+    else:
+        write_idx(raw / "t10k-images-idx3-ubyte", np.zeros((20, 20, 20)))
+    with pytest.raises(ConfigError) as err:
+        load(["dataset=mnist", f"dataset.root={tmp_path}"])
+    assert str(err.value) == f"dataset.root='{raw}' is not allowed: mnist files that fit together: {expected}"
+
+
+@pytest.mark.parametrize("data,expected", [
+    (None, "data_batch_1 has no data"),
+    (np.zeros((20, 3000), dtype=np.uint8), "data_batch_1 has data of shape (20, 3000) and dtype uint8"),
+    (np.zeros((20, 3072)), "data_batch_1 has data of shape (20, 3072) and dtype float64"),  # was cast to 0s
+])
+def test_a_cifar_batch_without_uint8_rows_of_3072_is_one_line(tmp_path, data, expected):
+    write_cifar(tmp_path, n_per_file=20)
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch = {b"labels": list(range(10)) * 2, **({} if data is None else {b"data": data})}
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(ConfigError) as err:
+        load(["dataset=cifar10", f"dataset.root={tmp_path}"])
+    assert str(err.value).endswith(expected) and "N x 3072 uint8" in str(err.value)
+
+
+def test_a_cifar_batch_written_with_str_keys_loads(tmp_path):
+    write_cifar(tmp_path, n_per_file=20)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    rows = np.arange(20 * 3072, dtype=np.int64).reshape(20, 3072).astype(np.uint8)
+    path.write_bytes(pickle.dumps({"data": rows, "labels": [3] * 20}, protocol=2))
+    data = load(["dataset=cifar10", f"dataset.root={tmp_path}"])
+    assert len(data.x_test) == 20 and data.y_test.tolist() == [3] * 20
 
 
 @pytest.mark.parametrize("fraction", [0.0001, 0.999])

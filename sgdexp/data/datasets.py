@@ -200,6 +200,25 @@ def _downloading(root: Path, name: str) -> Iterator[None]:
                           f"under dataset.root={root} yourself and set dataset.download=false") from None
 
 
+def _checked(data: Dataset, folder: Path) -> Dataset:
+    """Files that read but do not fit together stop the run at load time with one line naming their
+    folder, where they failed steps later inside the loss or the model (a traceback, and a run
+    directory left with a failed run in it): a label per image, labels among the classes, test
+    images of the training images' shape."""
+    for split, x, y in (("training", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        problem = None
+        if len(x) != len(y):
+            problem = f"{len(y)} labels for {len(x)} images"
+        elif len(y) and not (0 <= int(y.min()) and int(y.max()) < data.num_outputs):
+            problem = f"labels in {int(y.min())}..{int(y.max())}, where {data.name} has classes 0..{data.num_outputs - 1}"
+        elif split == "test" and x.shape[1:] != data.x_train.shape[1:]:
+            problem = f"images of shape {tuple(x.shape[1:])}, where the training images are {tuple(data.x_train.shape[1:])}"
+        if problem:
+            raise ConfigError("dataset.root", str(folder), f"{data.name} files that fit together: its {split} "
+                                                            f"files hold {problem}")
+    return data
+
+
 def _mnist_like(cls_name: str, name: str) -> Callable[[DictConfig], Dataset]:
     def load(cfg: DictConfig) -> Dataset:
         import torchvision.datasets as tvd
@@ -220,7 +239,8 @@ def _mnist_like(cls_name: str, name: str) -> Callable[[DictConfig], Dataset]:
                                   f"{name} files that torchvision can read: reading {root / cls.__name__ / 'raw'} "
                                   f"failed ({one_line(err)[:200]}); replace them with the original files") from None
         (xtr, ytr), (xte, yte) = [(p.data[:, None].float(), p.targets.long()) for p in parts]
-        return Dataset(name, xtr, ytr, xte, yte, len(parts[0].classes), "classification")
+        return _checked(Dataset(name, xtr, ytr, xte, yte, len(parts[0].classes), "classification"),
+                        root / cls.__name__ / "raw")
 
     return load
 
@@ -283,8 +303,16 @@ def _cifar(name: str) -> Callable[[DictConfig], Dataset]:
         xs, ys = [], []
         for path in paths:
             batch = _read_cifar_batch(path)
-            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch[label_key], dtype=np.int64))
+            # keys as the original (bytes) or as a batch written from Python 3 (str)
+            data, labels = (batch.get(k, batch.get(k.decode())) for k in (b"data", label_key))
+            data = np.asarray(data) if data is not None else None
+            if data is None or labels is None or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+                found = "no data" if data is None else f"data of shape {data.shape} and dtype {data.dtype}"
+                raise ConfigError("dataset.root", str(path.parent),
+                                  f"CIFAR batches holding {b'data'!r} (N x 3072 uint8) and {label_key!r}: "
+                                  f"{path.name} has {found}" + ("" if labels is not None else ", no labels"))
+            xs.append(data.reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(labels, dtype=np.int64))
         return torch.from_numpy(np.concatenate(xs)).float(), torch.from_numpy(np.concatenate(ys))
 
     def load(cfg: DictConfig) -> Dataset:
@@ -297,7 +325,7 @@ def _cifar(name: str) -> Callable[[DictConfig], Dataset]:
         _require(root, [Path(folder) / f for f in train_files + test_files], name)
         xtr, ytr = read([root / folder / f for f in train_files])
         xte, yte = read([root / folder / f for f in test_files])
-        return Dataset(name, xtr, ytr, xte, yte, classes, "classification")
+        return _checked(Dataset(name, xtr, ytr, xte, yte, classes, "classification"), root / folder)
 
     return load
 
