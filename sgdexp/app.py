@@ -154,14 +154,13 @@ def without_secrets(hydra: DictConfig) -> DictConfig:
     `+hydra.job.env_set.WANDB_API_KEY=...` reaches the job's environment, not the run directory."""
     from omegaconf import OmegaConf
 
-    from sgdexp.errors import shown
+    from sgdexp.errors import shown, shown_arguments
 
     record = OmegaConf.to_container(hydra)
     env = record["job"].get("env_set") or {}
     record["job"]["env_set"] = {name: shown(name, value) for name, value in env.items()}
     for kind in ("hydra", "task"):
-        pairs = (entry.partition("=") for entry in record["overrides"].get(kind) or [])
-        record["overrides"][kind] = [key + eq + (shown(key, value) if eq else "") for key, eq, value in pairs]
+        record["overrides"][kind] = shown_arguments(record["overrides"].get(kind) or [])
     return OmegaConf.create({"hydra": record})
 
 

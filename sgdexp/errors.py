@@ -10,10 +10,10 @@ def shown(key: str, value):
     return "<hidden>" if SECRET_KEY.search(key) else value
 
 
-def shown_argv(argv):
-    """A command line with the values of secret-named `key=value` arguments hidden (`shown`): what a
-    record of the command (W&B's run metadata) may keep."""
-    return [key + eq + (str(shown(key, value)) if eq else "") for key, eq, value in (a.partition("=") for a in argv)]
+def shown_arguments(arguments):
+    """`key=value` arguments (a command line, Hydra's overrides) with the values of secret-named keys
+    hidden (`shown`): what a record of them (`.hydra/hydra.yaml`, W&B's run file) may keep."""
+    return [key + eq + (shown(key, value) if eq else "") for key, eq, value in (a.partition("=") for a in arguments)]
 
 
 class ConfigError(ValueError):

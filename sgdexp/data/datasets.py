@@ -305,8 +305,8 @@ def _cifar(name: str) -> Callable[[DictConfig], Dataset]:
             batch = _read_cifar_batch(path)
             # keys as the original (bytes) or as a batch written from Python 3 (str)
             data, labels = (batch.get(k, batch.get(k.decode())) for k in (b"data", label_key))
-            data = np.asarray(data) if data is not None else None
-            if data is None or labels is None or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+            data = None if data is None else np.asarray(data)
+            if data is None or labels is None or data.dtype != np.uint8 or data.shape[1:] != (3072,):
                 found = "no data" if data is None else f"data of shape {data.shape} and dtype {data.dtype}"
                 raise ConfigError("dataset.root", str(path.parent),
                                   f"CIFAR batches holding {b'data'!r} (N x 3072 uint8) and {label_key!r}: "

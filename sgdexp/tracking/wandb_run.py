@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig
 
-from sgdexp.errors import shown_argv
+from sgdexp.errors import shown_arguments
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class WandbRun:
         # W&B records the command line in its run file (and uploads it on sync): a key passed as
         # +hydra.job.env_set.WANDB_API_KEY=... must not ride along, so it sees the line with it hidden
         argv = sys.argv
-        sys.argv = shown_argv(argv)
+        sys.argv = shown_arguments(argv)
         try:
             self.run = wandb.init(
                 project=cfg.project, entity=cfg.entity, group=group, mode=cfg.mode,
